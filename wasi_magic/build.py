@@ -1,0 +1,298 @@
+"""Python source -> WASI Preview 2 component, with componentize-py.
+
+:func:`build` generates the guest modules for a cell (see :mod:`.guest`),
+runs componentize-py against the package's ``cell`` world (a plain
+``wasi:cli`` command) and stores the result in the content-addressed cache.
+Builds are not byte-reproducible, so the cache key is made of the *inputs*:
+the cell source, the guest runner, the WIT world, the contents of every
+``--path`` folder, and the componentize-py and wasi-magic versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Callable, Iterable, Sequence
+
+from . import guest
+from .cache import Cache
+from .errors import BuildError, GuestImportError
+
+WIT_DIR = Path(__file__).with_name("wit")
+CELL_WORLD = "cell"
+_STATS_FILE = "build-stats.json"
+_COMPONENTIZE = ("import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
+                 "sys.exit(componentize_py.script())")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built component on disk."""
+
+    path: Path
+    #: Cache key (a hash of the build inputs).
+    key: str
+    #: sha256 of the component's bytes (the key of its compiled form).
+    sha256: str
+    size: int
+    #: How long componentize-py took when this component was built.
+    build_seconds: float
+    #: True if this call found it in the cache instead of building it.
+    cached: bool
+    #: The program name the guest sees as ``argv[0]``.
+    name: str = "cell.wasm"
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A progress report: the current stage, seconds spent, and the expected total."""
+
+    stage: str
+    elapsed: float
+    estimate: float | None
+
+
+ProgressCallback = Callable[[BuildProgress], None]
+
+_memo: dict[str, Artifact] = {}
+_memo_lock = threading.Lock()
+
+
+def componentize_py_version() -> str:
+    """The installed componentize-py version, or a clear error with an install hint."""
+    try:
+        return importlib.metadata.version("componentize-py")
+    except importlib.metadata.PackageNotFoundError:
+        raise BuildError("componentize-py is not installed. Install it with: "
+                         "pip install 'componentize-py==0.25.*'") from None
+
+
+def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(root, name)
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<unreadable>")
+            digest.update(b"\0")
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    source: str
+    paths: tuple[Path, ...]
+    name: str
+
+
+def build_key(source: str, paths: Sequence[Path] = ()) -> str:
+    """The cache key of a cell: a hash of every input that shapes the component."""
+    digest = hashlib.sha256()
+    for part in (
+        "wasi-magic-build/1",
+        componentize_py_version(),
+        sys.version,  # the host's stdlib decides which helper modules are included
+        guest.RUNNER_PATH.read_text(encoding="utf-8"),
+        Path(guest.__file__).read_text(encoding="utf-8"),
+        (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
+        (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),
+        source,
+    ):
+        digest.update(part.encode() + b"\0\0")
+    for folder in paths:
+        digest.update(str(folder).encode() + b"\0")
+        _hash_tree(digest, folder)
+    return digest.hexdigest()[:32]
+
+
+def _resolve_paths(paths: Iterable[str | os.PathLike[str]], cwd: Path) -> tuple[Path, ...]:
+    resolved = []
+    for item in paths:
+        folder = (cwd / os.path.expanduser(os.fspath(item))).resolve()
+        if not folder.is_dir():
+            raise BuildError(f"--path {os.fspath(item)!r}: no such folder ({str(folder)!r}).")
+        resolved.append(folder)
+    return tuple(resolved)
+
+
+def build(
+    source: str | os.PathLike[str],
+    *,
+    paths: Iterable[str | os.PathLike[str]] = (),
+    cache: Cache | None = None,
+    progress: ProgressCallback | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Artifact:
+    """Build Python code into a ``wasi:cli`` command component (or take it from the cache).
+
+    ``source`` is the program's text, or a path to a ``.py`` file (whose
+    folder is then importable too). ``paths`` are folders of pure-Python
+    modules the program may import. ``progress`` is called about four times a
+    second while componentize-py runs.
+
+    Raises :class:`BuildError` (syntax errors, imports that cannot be in a
+    guest, componentize-py failures) with a message naming the cell line.
+    """
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    name = "cell.wasm"
+    extra = list(paths)
+    if isinstance(source, os.PathLike):
+        file = (base / source).resolve()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BuildError(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+        extra.insert(0, file.parent)
+        name = file.with_suffix(".wasm").name
+        source = text
+    folders = _resolve_paths(extra, base)
+    cache = cache if cache is not None else default_cache()
+    key = build_key(source, folders)
+    memo_key = f"{cache.root}:{key}:{name}"
+    with _memo_lock:
+        known = _memo.get(memo_key)
+    if known is not None and known.path.exists():
+        return known
+    entry = cache.get("builds", key, ".wasm")
+    if entry is not None:
+        artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
+                            float(entry.meta.get("build_seconds", 0.0)), True, name)
+    else:
+        artifact = _build_fresh(source, folders, key, name, cache, progress)
+    with _memo_lock:
+        _memo[memo_key] = artifact
+    return artifact
+
+
+_default_cache: Cache | None = None
+
+
+def default_cache() -> Cache:
+    """The process-wide cache (re-created if ``$WASI_MAGIC_CACHE`` changes)."""
+    global _default_cache
+    from .cache import cache_dir
+    root = cache_dir()
+    if _default_cache is None or _default_cache.root != root:
+        _default_cache = Cache(root)
+    return _default_cache
+
+
+def forget_memo() -> None:
+    """Drop the in-process memo of built artifacts (after ``cache clear``)."""
+    with _memo_lock:
+        _memo.clear()
+
+
+def estimate_seconds(cache: Cache) -> float | None:
+    """The median of recent build times on this machine, or None before the first build."""
+    stats = cache.read_json(_STATS_FILE)
+    if isinstance(stats, list) and stats:
+        return float(median(stats))
+    return None
+
+
+def _record_seconds(cache: Cache, seconds: float) -> None:
+    stats = cache.read_json(_STATS_FILE)
+    stats = stats if isinstance(stats, list) else []
+    cache.write_json(_STATS_FILE, (stats + [round(seconds, 2)])[-20:])
+
+
+def _build_fresh(source: str, folders: tuple[Path, ...], key: str, name: str,
+                 cache: Cache, progress: ProgressCallback | None) -> Artifact:
+    generated = guest.generate(source, folders)
+    version = componentize_py_version()
+    estimate = estimate_seconds(cache)
+    with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:
+        work = Path(tmp)
+        app = work / "app"
+        app.mkdir()
+        for filename, text in generated.files.items():
+            (app / filename).write_text(text, encoding="utf-8")
+        out = work / "component.wasm"
+        command = [sys.executable, "-c", _COMPONENTIZE, "-q",
+                   "-d", str(WIT_DIR), "-w", CELL_WORLD, "componentize",
+                   "-p", str(app)]
+        for folder in folders:
+            command += ["-p", str(folder)]
+        command += [guest.APP_MODULE, "-o", str(out)]
+        started = time.perf_counter()
+        log = _run_componentize(command, work, started, estimate, progress)
+        seconds = time.perf_counter() - started
+        if not out.exists():
+            raise _explain_failure(log, generated)
+        _record_seconds(cache, seconds)
+        meta = {"build_seconds": round(seconds, 3), "componentize_py": version,
+                "created": time.time()}
+        entry = cache.put_file("builds", key, ".wasm", out, meta, move=True)
+        if entry is None:  # cache disabled: keep the component beside the process
+            keep = Path(tempfile.mkdtemp(prefix="wasi-magic-")) / name
+            os.replace(out, keep)
+            from .cache import file_sha256
+            return Artifact(keep, key, file_sha256(keep), keep.stat().st_size, seconds, False, name)
+        return Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
+                        seconds, False, name)
+
+
+def _run_componentize(command: list[str], work: Path, started: float,
+                      estimate: float | None, progress: ProgressCallback | None) -> str:
+    env = dict(os.environ)
+    # componentize-py scans $VIRTUAL_ENV's site-packages on every build; the
+    # guest only needs our app folder and the --path folders.
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    log_path = work / "componentize-py.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress is not None:
+                        progress(BuildProgress("componentize-py", time.perf_counter() - started,
+                                               estimate))
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return log_path.read_text(encoding="utf-8", errors="replace")
+
+
+_MARKER = re.compile(r"WASI_MAGIC_IMPORT_FAILURES:(\[.*\])")
+
+
+def _explain_failure(log: str, generated: guest.GuestSource) -> BuildError:
+    """Turn componentize-py's output into a message about the cell."""
+    found = _MARKER.search(log)
+    if found:
+        import ast
+        try:
+            failures = ast.literal_eval(found.group(1))
+        except (ValueError, SyntaxError):
+            failures = []
+        if failures:
+            lines = [f"  line {line}: import {name} - {error}" for name, line, error in failures]
+            return GuestImportError(
+                "The cell imports a module that is not available inside the WASI guest:\n"
+                + "\n".join(lines)
+                + "\nThe guest runs CPython compiled to WebAssembly: modules that need C "
+                  "extensions, threads or processes the guest lacks cannot be imported.",
+                log=log)
+    tail = "\n".join(line for line in log.strip().splitlines()[-12:])
+    return BuildError("componentize-py could not build the cell. Its last words:\n" + tail, log=log)

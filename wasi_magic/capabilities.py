@@ -1,0 +1,190 @@
+"""What a guest may touch: directories, environment variables, arguments, stdin.
+
+Nothing is granted unless it is named. The flags are spelled like the
+``wasmtime run`` command line, so a cell's first line can be pasted into a
+terminal (see :meth:`Capabilities.wasmtime_command`).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import CapabilityError, UsageError
+
+#: Flags shared by every front end (``%%wasi``, ``%wasi run``, ``python -m
+#: wasi_magic run``): ``(names, argparse keyword arguments)``.
+CAPABILITY_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--dir",), dict(
+        action="append", default=[], metavar="HOST[::GUEST[::ro]]",
+        help="Grant a host directory to the guest at GUEST (default: the same "
+             "name). Read-write unless it ends in ::ro. HOST is relative to the "
+             "current working directory.")),
+    (("--env",), dict(
+        action="append", default=[], metavar="NAME[=VALUE]",
+        help="Set an environment variable in the guest; a bare NAME passes the "
+             "host's value through. Nothing else of the host environment is visible.")),
+    (("--stdin",), dict(
+        default=None, metavar="FILE", dest="stdin_file",
+        help="Feed FILE to the guest's standard input (default: empty).")),
+    (("--stdin-text",), dict(
+        default=None, metavar="TEXT", dest="stdin_text",
+        help="Feed TEXT to the guest's standard input.")),
+]
+
+
+@dataclass(frozen=True)
+class DirGrant:
+    """One preopened directory: ``host`` is seen by the guest as ``guest``."""
+
+    host: Path
+    guest: str
+    read_only: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The grant in ``--dir`` spelling."""
+        text = f"{self.host}::{self.guest}"
+        return text + "::ro" if self.read_only else text
+
+    @classmethod
+    def parse(cls, spec: str, cwd: Path) -> "DirGrant":
+        """Parse ``HOST``, ``HOST::GUEST`` or ``HOST::GUEST::ro`` (``::rw`` also accepted)."""
+        parts = spec.split("::")
+        if not spec or len(parts) > 3 or any(p == "" for p in parts):
+            raise CapabilityError(
+                f"--dir {spec!r}: expected HOST, HOST::GUEST or HOST::GUEST::ro "
+                f"(for example --dir data::/data::ro).")
+        host_text = parts[0]
+        guest = parts[1] if len(parts) > 1 else host_text
+        read_only = False
+        if len(parts) == 3:
+            mode = parts[2].lower()
+            if mode not in ("ro", "rw"):
+                raise CapabilityError(
+                    f"--dir {spec!r}: the third part must be 'ro' (read-only) or "
+                    f"'rw' (read-write), not {parts[2]!r}.")
+            read_only = mode == "ro"
+        for label, value in (("HOST", host_text), ("GUEST", guest)):
+            if "\0" in value:
+                raise CapabilityError(f"--dir {spec!r}: {label} contains a NUL character.")
+        host = (cwd / os.path.expanduser(host_text)).resolve()
+        if not host.exists():
+            raise CapabilityError(
+                f"--dir {spec!r}: the host directory {str(host)!r} does not exist "
+                f"(paths are relative to {str(cwd)!r}). Create it or fix the path.")
+        if not host.is_dir():
+            raise CapabilityError(
+                f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
+                f"Grant the directory that contains it.")
+        return cls(host=host, guest=guest, read_only=read_only)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Everything a guest run is granted. Immutable; build one with :meth:`parse`."""
+
+    dirs: tuple[DirGrant, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    args: tuple[str, ...] = ()
+    stdin: bytes | None = field(default=None, repr=False)
+    stdin_file: Path | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        dirs: Iterable[str] = (),
+        env: Iterable[str] = (),
+        args: Sequence[str] = (),
+        stdin_file: str | os.PathLike[str] | None = None,
+        stdin_text: str | None = None,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        host_env: Mapping[str, str] | None = None,
+    ) -> "Capabilities":
+        """Build capabilities from wasmtime-style flag values.
+
+        ``dirs`` are ``--dir`` values, ``env`` are ``--env`` values. Relative
+        host paths are resolved against ``cwd`` (default: the current working
+        directory). Raises :class:`CapabilityError` naming the bad flag.
+        """
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        host_env = os.environ if host_env is None else host_env
+        grants = tuple(DirGrant.parse(spec, base) for spec in dirs)
+        seen: dict[str, str] = {}
+        for grant in grants:
+            if grant.guest in seen:
+                raise CapabilityError(
+                    f"--dir: the guest path {grant.guest!r} is granted twice "
+                    f"({seen[grant.guest]} and {grant.spec}). Give each grant its own guest path.")
+            seen[grant.guest] = grant.spec
+        pairs = tuple(_parse_env(item, host_env) for item in env)
+        for arg in args:
+            if "\0" in arg:
+                raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
+        if stdin_file is not None and stdin_text is not None:
+            raise UsageError("Give either --stdin FILE or --stdin-text TEXT, not both.")
+        stdin_path: Path | None = None
+        if stdin_file is not None:
+            stdin_path = (base / os.path.expanduser(os.fspath(stdin_file))).resolve()
+            if not stdin_path.is_file():
+                raise CapabilityError(
+                    f"--stdin {os.fspath(stdin_file)!r}: no such file ({str(stdin_path)!r}).")
+        data = stdin_text.encode() if stdin_text is not None else None
+        return cls(dirs=grants, env=pairs, args=tuple(args), stdin=data, stdin_file=stdin_path)
+
+    def replace(self, **changes: Any) -> "Capabilities":
+        """A copy with some fields changed (e.g. other ``args``)."""
+        from dataclasses import replace
+        return replace(self, **changes)
+
+    def wasmtime_command(self, wasm: str = "cell.wasm") -> str:
+        """The equivalent ``wasmtime run`` command line.
+
+        Read-only grants use the ``HOST::GUEST::ro`` spelling proposed for the
+        wasmtime CLI (wasmtime issue 9608).
+        """
+        words = ["wasmtime", "run"]
+        for grant in self.dirs:
+            words += ["--dir", grant.spec]
+        for name, value in self.env:
+            words += ["--env", f"{name}={value}"]
+        words.append(wasm)
+        words += list(self.args)
+        line = shlex.join(words)
+        if self.stdin_file is not None:
+            line += " < " + shlex.quote(str(self.stdin_file))
+        elif self.stdin is not None:
+            line = f"printf %s {shlex.quote(self.stdin.decode(errors='replace'))} | " + line
+        return line
+
+    def describe(self) -> list[str]:
+        """One short line per grant, for summaries and the text fallback of the panel."""
+        lines = [f"dir  {g.host} -> {g.guest} ({'read-only' if g.read_only else 'read-write'})"
+                 for g in self.dirs]
+        lines += [f"env  {name}={value}" for name, value in self.env]
+        if self.args:
+            lines.append("args " + shlex.join(self.args))
+        if self.stdin_file is not None:
+            lines.append(f"stdin {self.stdin_file}")
+        elif self.stdin is not None:
+            lines.append(f"stdin {len(self.stdin)} bytes of text")
+        return lines or ["nothing granted"]
+
+
+def _parse_env(item: str, host_env: Mapping[str, str]) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not name or "\0" in item or not name.replace("_", "a").isalnum():
+        raise CapabilityError(
+            f"--env {item!r}: expected NAME=VALUE or NAME, where NAME is letters, "
+            f"digits and underscores (for example --env MY_VAR=hello).")
+    if sep:
+        return name, value
+    if name not in host_env:
+        raise CapabilityError(
+            f"--env {name}: the host has no variable {name!r} to pass through. "
+            f"Set a value with --env {name}=VALUE.")
+    return name, host_env[name]

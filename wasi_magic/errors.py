@@ -1,0 +1,38 @@
+"""Errors that wasi-magic reports to the user.
+
+Every error raised on purpose by wasi-magic derives from :class:`WasiMagicError`.
+Its message is written for a student: it names what was wrong and how to fix
+it. Front ends (the IPython magic, the command line) print the message alone,
+never a traceback from inside wasi_magic.
+"""
+
+from __future__ import annotations
+
+
+class WasiMagicError(Exception):
+    """Base class of every error wasi-magic reports to the user."""
+
+
+class UsageError(WasiMagicError):
+    """A flag or argument was given a value that cannot be used."""
+
+
+class CapabilityError(UsageError):
+    """A capability flag names something that cannot be granted (e.g. a missing directory)."""
+
+
+class BuildError(WasiMagicError):
+    """componentize-py could not turn the Python source into a component."""
+
+    def __init__(self, message: str, *, log: str = "") -> None:
+        super().__init__(message)
+        #: Full componentize-py output, for whoever wants to dig deeper.
+        self.log = log
+
+
+class GuestImportError(BuildError):
+    """A module the cell imports cannot be part of a WASI guest."""
+
+
+class RuntimeFailure(WasiMagicError):
+    """Wasmtime could not load or run a component (not a guest error)."""

@@ -1,0 +1,257 @@
+"""Turn a cell's Python source into the files componentize-py builds.
+
+A cell becomes two guest modules: ``wasi_magic_cell`` (generated here: the
+cell's source and the modules it imports) and ``wasi_magic_runner`` (fixed,
+shipped in ``_guest/``), which implements ``wasi:cli/run``.
+
+componentize-py snapshots the interpreter after importing the app, and only
+modules imported by then exist at run time. So this module finds every import
+in the cell (anywhere: top level, functions, ``from`` forms) and the standard
+library helpers those modules import lazily, and the runner imports them all
+at build time.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import BuildError, GuestImportError
+
+APP_MODULE = "wasi_magic_runner"
+CELL_MODULE = "wasi_magic_cell"
+RUNNER_PATH = Path(__file__).with_name("_guest") / f"{APP_MODULE}.py"
+
+#: Always in the component: what tracebacks, text I/O and common codecs need
+#: at run time, so that reading a latin-1 file or printing a traceback never
+#: hits a module that was left out of the snapshot.
+BASE_MODULES: tuple[str, ...] = (
+    "encodings", "encodings.utf_8", "encodings.utf_8_sig", "encodings.ascii",
+    "encodings.latin_1", "encodings.cp1252", "encodings.utf_16", "encodings.utf_32",
+    "encodings.idna", "encodings.punycode", "encodings.unicode_escape",
+    "encodings.raw_unicode_escape", "encodings.aliases",
+    "traceback", "linecache", "tokenize", "textwrap", "reprlib", "warnings",
+)
+
+#: Host-side packages that we know are C extensions, for a friendlier message.
+_C_EXTENSION_HINTS = {"numpy", "pandas", "scipy", "matplotlib", "lxml", "PIL", "torch",
+                      "cryptography", "pydantic_core", "yaml", "ujson", "orjson", "regex"}
+
+
+@dataclass(frozen=True)
+class ImportRef:
+    """A module the cell imports, and the cell line that asks for it."""
+
+    name: str
+    line: int
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class GuestSource:
+    """The generated guest modules: file name -> text."""
+
+    files: dict[str, str]
+    imports: tuple[ImportRef, ...]
+
+
+def check_syntax(source: str, filename: str = "<cell>") -> ast.Module:
+    """Parse the cell, turning a SyntaxError into a message with the cell line."""
+    try:
+        return ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "the cell"
+        text = (exc.text or "").rstrip("\n")
+        pointer = ""
+        if text and exc.offset:
+            pointer = "\n    " + text + "\n    " + " " * max(exc.offset - 1, 0) + "^"
+        raise BuildError(f"SyntaxError in the cell at {where}: {exc.msg}{pointer}") from None
+
+
+def find_imports(tree: ast.AST) -> list[ImportRef]:
+    """Every absolute import in ``tree``, at any depth, in source order.
+
+    ``import a.b`` needs ``a.b``; ``from a import b`` needs ``a`` and, if ``b``
+    is a submodule, ``a.b`` (optional, since ``b`` may be a plain name);
+    ``importlib.import_module("x")`` and ``__import__("x")`` with a literal
+    string count too.
+    """
+    refs: list[ImportRef] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            refs += [ImportRef(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            refs.append(ImportRef(node.module, node.lineno))
+            refs += [ImportRef(f"{node.module}.{alias.name}", node.lineno, required=False)
+                     for alias in node.names if alias.name != "*"]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func):
+            if node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                refs.append(ImportRef(node.args[0].value, node.lineno))
+    refs.sort(key=lambda ref: ref.line)
+    return refs
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in ("__import__", "import_module")
+    return isinstance(func, ast.Attribute) and func.attr == "import_module"
+
+
+def _local_module(name: str, paths: Sequence[Path]) -> bool:
+    top = name.partition(".")[0]
+    return any((p / f"{top}.py").is_file() or (p / top).is_dir() for p in paths)
+
+
+def check_available(refs: Iterable[ImportRef], paths: Sequence[Path]) -> None:
+    """Fail fast, before a 10-second build, on imports that cannot be in a guest.
+
+    The guest has CPython's standard library and the pure-Python modules in
+    the ``--path`` folders. Anything else (a typo, a C extension such as numpy,
+    a package installed only in the host) is reported with its cell line.
+    """
+    problems = []
+    for ref in refs:
+        if not ref.required:
+            continue
+        top = ref.name.partition(".")[0]
+        if top in sys.stdlib_module_names or _local_module(ref.name, paths):
+            continue
+        problems.append(f"  line {ref.line}: import {ref.name} - {_why_missing(top, paths)}")
+    if problems:
+        raise GuestImportError(
+            "The cell imports a module that cannot be part of a WASI guest:\n"
+            + "\n".join(problems)
+            + "\nA %%wasi cell can import the standard library and pure-Python modules "
+              "from folders named with --path DIR.")
+
+
+def _why_missing(top: str, paths: Sequence[Path]) -> str:
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        where = f" or in {', '.join(map(str, paths))}" if paths else ""
+        return f"no module named {top!r} in the standard library{where} (a typo?)"
+    origin = spec.origin or ""
+    locations = list(spec.submodule_search_locations or [])
+    if top in _C_EXTENSION_HINTS or origin.endswith((".so", ".pyd")) or \
+            any(_has_extension(Path(loc)) for loc in locations):
+        return (f"{top!r} is installed on the host but contains compiled C extensions, "
+                f"which cannot run inside a WASI guest")
+    folder = Path(locations[0]).parent if locations else Path(origin).parent
+    return (f"{top!r} is installed on the host, not in the guest; if it is pure Python, "
+            f"add its folder with --path {folder}")
+
+
+def _has_extension(folder: Path) -> bool:
+    try:
+        return any(name.endswith((".so", ".pyd")) for _, _, names in os.walk(folder)
+                   for name in names)
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _stdlib_imports(name: str) -> frozenset[str]:
+    """Modules that stdlib module ``name`` imports anywhere in its source (host copy)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return frozenset()
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return frozenset()
+    try:
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return frozenset()
+    found = set()
+    package = name if spec.submodule_search_locations else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            if base:
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names
+                             if alias.name != "*" and _is_module(f"{base}.{alias.name}"))
+    return frozenset(m for m in found if m.partition(".")[0] in sys.stdlib_module_names)
+
+
+#: Helpers too large or never usable in a guest; imported only when named.
+_NOT_FOLLOWED = frozenset({
+    "tkinter", "idlelib", "turtle", "turtledemo", "test", "lib2to3", "pydoc",
+    "pydoc_data", "ensurepip", "venv", "distutils", "multiprocessing",
+    "concurrent", "asyncio", "unittest", "doctest", "pdb", "curses", "ctypes",
+    "sqlite3", "dbm", "xmlrpc", "http", "urllib", "email", "smtplib", "ftplib",
+    "imaplib", "poplib", "nntplib", "telnetlib", "webbrowser", "ssl", "mailbox",
+})
+
+
+def stdlib_helpers(names: Iterable[str]) -> list[str]:
+    """The standard-library modules that ``names`` may import, followed transitively.
+
+    Lazy imports inside stdlib functions (``json`` -> ``json.decoder``, ``open``
+    with an encoding -> ``encodings.*``) would otherwise fail at run time.
+    Large subsystems in ``_NOT_FOLLOWED`` are only included when the cell
+    imports them by name.
+    """
+    todo = [n for n in names if n.partition(".")[0] in sys.stdlib_module_names]
+    seen: set[str] = set()
+    named_tops = {n.partition(".")[0] for n in todo}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for dep in _stdlib_imports(name):
+            top = dep.partition(".")[0]
+            if top in _NOT_FOLLOWED and top not in named_tops:
+                continue
+            todo.append(dep)
+    return sorted(seen)
+
+
+def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") -> GuestSource:
+    """Check a cell and generate the guest modules for it.
+
+    Raises :class:`BuildError` for a syntax error and
+    :class:`GuestImportError` for an import that cannot be satisfied.
+    """
+    tree = check_syntax(source, filename)
+    refs = find_imports(tree)
+    check_available(refs, paths)
+    required = [(ref.name, ref.line) for ref in refs if ref.required]
+    optional = [ref.name for ref in refs if not ref.required]
+    helpers = stdlib_helpers([ref.name for ref in refs] + list(BASE_MODULES))
+    required_names = {name for name, _ in required}
+    optional += [name for name in helpers if name not in required_names]
+    cell = (
+        "# Generated by wasi-magic from a %%wasi cell. Do not edit.\n"
+        f"FILENAME = {filename!r}\n"
+        f"SOURCE = {source!r}\n"
+        f"REQUIRED = {required!r}\n"
+        f"OPTIONAL = {sorted(set(optional))!r}\n"
+    )
+    files = {f"{CELL_MODULE}.py": cell, f"{APP_MODULE}.py": RUNNER_PATH.read_text(encoding="utf-8")}
+    return GuestSource(files=files, imports=tuple(refs))

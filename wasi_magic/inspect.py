@@ -1,0 +1,108 @@
+"""What a ``.wasm`` file is, and what it asks of its host.
+
+:func:`inspect_wasm` reads a file's header to tell a core module (WASI
+Preview 1) from a component (Preview 2), then lists its imports and exports.
+The imports are what the program *may* ask for; what it actually gets is
+decided by the capabilities of each run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RuntimeFailure
+from .output import format_size
+
+#: What each WASI interface gives a guest, for readable listings.
+WASI_INTERFACES = {
+    "wasi:cli/environment": "arguments and environment variables (--env, args after --)",
+    "wasi:cli/exit": "ending the program with a status",
+    "wasi:cli/stdin": "standard input (--stdin, --stdin-text)",
+    "wasi:cli/stdout": "standard output",
+    "wasi:cli/stderr": "standard error",
+    "wasi:cli/terminal-input": "whether stdin is a terminal",
+    "wasi:cli/terminal-output": "whether stdout/stderr are terminals",
+    "wasi:cli/terminal-stdin": "whether stdin is a terminal",
+    "wasi:cli/terminal-stdout": "whether stdout is a terminal",
+    "wasi:cli/terminal-stderr": "whether stderr is a terminal",
+    "wasi:cli/run": "the program's entry point",
+    "wasi:clocks/monotonic-clock": "a clock for measuring time",
+    "wasi:clocks/wall-clock": "the date and time",
+    "wasi:filesystem/preopens": "the directories granted with --dir",
+    "wasi:filesystem/types": "files and directories inside those grants",
+    "wasi:io/error": "I/O error values",
+    "wasi:io/poll": "waiting for I/O",
+    "wasi:io/streams": "byte streams (stdio, files, sockets)",
+    "wasi:random/random": "secure random bytes",
+    "wasi:random/insecure": "fast random numbers",
+    "wasi:random/insecure-seed": "a random seed",
+    "wasi:sockets/network": "network access (never granted here)",
+    "wasi:sockets/instance-network": "network access (never granted here)",
+    "wasi:sockets/tcp": "TCP sockets",
+    "wasi:sockets/tcp-create-socket": "creating TCP sockets",
+    "wasi:sockets/udp": "UDP sockets",
+    "wasi:sockets/udp-create-socket": "creating UDP sockets",
+    "wasi:sockets/ip-name-lookup": "DNS lookups",
+}
+
+
+@dataclass(frozen=True)
+class WasmInfo:
+    """A summary of a WebAssembly binary."""
+
+    path: Path
+    #: 'component' (WASI Preview 2) or 'module' (a core module, WASI Preview 1).
+    kind: str
+    size: int
+    imports: tuple[str, ...]
+    exports: tuple[str, ...]
+
+    def format(self) -> str:
+        """A readable multi-line description."""
+        label = ("component (WASI Preview 2 / component model)" if self.kind == "component"
+                 else "core module (WASI Preview 1)")
+        lines = [f"{self.path.name}: {label}, {format_size(self.size)}",
+                 f"imports ({len(self.imports)}):"]
+        for name in self.imports:
+            meaning = WASI_INTERFACES.get(name.partition("@")[0])
+            lines.append(f"  {name}" + (f"  - {meaning}" if meaning else ""))
+        lines.append(f"exports ({len(self.exports)}):")
+        lines += [f"  {name}" for name in self.exports]
+        return "\n".join(lines)
+
+
+def wasm_kind(data: bytes) -> str:
+    """'component' or 'module' from a binary's 8-byte header."""
+    if data[:4] != b"\0asm" or len(data) < 8:
+        raise RuntimeFailure("not a WebAssembly binary (it does not start with \\0asm)")
+    return "module" if data[4:8] == b"\x01\x00\x00\x00" else "component"
+
+
+def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
+    """Describe a ``.wasm`` file: kind, size, imports and exports."""
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    try:
+        kind = wasm_kind(data)
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(f"{str(file)!r} is {exc}.") from None
+    import wasmtime
+    if kind == "module":
+        try:
+            module = wasmtime.Module(wasmtime.Engine(), data)
+        except wasmtime.WasmtimeError as exc:
+            raise RuntimeFailure(f"{str(file)!r} is not a valid module: {str(exc).splitlines()[0]}") from None
+        imports = tuple(f"{imp.module}.{imp.name}" for imp in module.imports)
+        exports = tuple(exp.name for exp in module.exports)
+    else:
+        from .runtime import default_runtime
+        runtime = default_runtime()
+        component, _, _ = runtime.component(file)
+        imports = tuple(component.type.imports(runtime.engine))
+        exports = tuple(component.type.exports(runtime.engine))
+    return WasmInfo(file, kind, len(data), imports, exports)

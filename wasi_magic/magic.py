@@ -1,0 +1,227 @@
+"""The IPython adapter: ``%%wasi`` (run a cell in a WASI sandbox) and ``%wasi`` (commands).
+
+A thin layer: it parses flags, shows progress, and streams output; the work
+is done by :mod:`.build`, :mod:`.runtime` and :mod:`.cli`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from . import cli
+from .build import BuildProgress, build
+from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
+from .errors import WasiMagicError
+from .output import DEFAULT_LIMIT, format_size
+from .runtime import DEFAULT_TIMEOUT, RunResult, default_runtime
+
+
+class GuestFailed(WasiMagicError):
+    """Raised by ``--raise-error`` when the guest ends with a non-zero status."""
+
+
+def _capability_arguments(func: Any) -> Any:
+    for names, options in reversed(CAPABILITY_ARGUMENTS):
+        func = argument(*names, **options)(func)
+    return func
+
+
+class Status:
+    """A one-line live status: a display that is updated in place in a notebook,
+    a carriage-return line on stderr in a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._handle: Any = None
+        self._terminal = not _in_kernel()
+        self._dirty = False
+        self._last = ""
+
+    def show(self, text: str) -> None:
+        if not self.enabled or text == self._last:
+            return
+        self._last = text
+        if self._terminal:
+            sys.stderr.write("\r" + text.ljust(60))
+            sys.stderr.flush()
+            self._dirty = True
+            return
+        from IPython.display import display
+        bundle = {"text/plain": text}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def progress(self, p: BuildProgress) -> None:
+        estimate = f" of ~{p.estimate:.0f} s" if p.estimate else ""
+        self.show(f"wasi: building with {p.stage} · {p.elapsed:.0f} s{estimate}")
+
+    def done(self, text: str) -> None:
+        self.show(text)
+        if self._terminal and self._dirty:
+            sys.stderr.write("\n")
+            self._dirty = False
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+@magics_class
+class WasiMagics(Magics):
+    """``%%wasi`` and ``%wasi``."""
+
+    @magic_arguments()
+    @_capability_arguments
+    @argument("--path", action="append", default=[], metavar="DIR",
+              help="A folder of pure-Python modules the cell may import (repeatable).")
+    @argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+              help=f"Stop the guest after SECONDS of wall-clock time "
+                   f"(default {DEFAULT_TIMEOUT:g}; 0 means no limit).")
+    @argument("--max-output", type=int, default=DEFAULT_LIMIT, metavar="BYTES",
+              help="Keep at most BYTES of each output stream (default 1 MiB).")
+    @argument("--out", metavar="VAR", help="Store the guest's stdout in VAR instead of showing it.")
+    @argument("--err", metavar="VAR", help="Store the guest's stderr in VAR instead of showing it.")
+    @argument("--result", metavar="VAR", help="Store the RunResult (status, output, timings) in VAR.")
+    @argument("-o", "--output", metavar="PATH.wasm", help="Also save the built component to PATH.wasm.")
+    @argument("--raise-error", action="store_true",
+              help="Raise an error when the guest exits with a non-zero status.")
+    @argument("-q", "--quiet", action="store_true", help="Do not show the build summary line.")
+    @cell_magic("wasi")
+    def wasi_cell(self, line: str, cell: str) -> None:
+        """Build the cell into a WASI Preview 2 component and run it in a sandbox.
+
+        Usage::
+
+            %%wasi [--dir HOST::GUEST[::ro]] [--env NAME[=VALUE]] [options] [-- ARGS...]
+
+        The cell is compiled by componentize-py into a ``wasi:cli`` command and
+        run in-process by Wasmtime. The guest can touch only what the flags
+        grant: nothing by default. Program arguments follow ``--``.
+        """
+        try:
+            self._run_cell(line, cell)
+        except WasiMagicError as exc:
+            raise _shown(exc) from None
+
+    def _run_cell(self, line: str, cell: str) -> None:
+        from IPython.utils.process import arg_split
+        flags, program_args = cli.split_program_args(arg_split(line, posix=True))
+        ns = self.wasi_cell.parser.parse_args(flags)
+        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
+        status = Status(enabled=not ns.quiet)
+        started = time.perf_counter()
+        artifact = build(cell, paths=ns.path, progress=status.progress)
+        build_seconds = time.perf_counter() - started
+        runtime = default_runtime()
+        _, compile_seconds, how = runtime.component(artifact) if artifact.cached else (None, 0.0, "")
+        if not artifact.cached:
+            status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
+                        f"{format_size(artifact.size)} with {runtime.strategy}…")
+            _, compile_seconds, how = runtime.component(artifact)
+        summary = (f"built in {artifact.build_seconds:.1f} s" if not artifact.cached else "cached")
+        summary = f"wasi: {summary} · {format_size(artifact.size)}"
+        if how == "compiled":
+            summary += f" · compiled in {compile_seconds:.1f} s ({runtime.strategy})"
+        if ns.output:
+            target = Path(ns.output).expanduser()
+            shutil.copyfile(artifact.path, target)
+            summary += f" · saved to {target}"
+        status.done(summary)
+
+        stdout, stderr = sys.stdout, sys.stderr
+        result = runtime.run(
+            artifact, caps,
+            stdout=None if ns.out else _writer(stdout),
+            stderr=None if ns.err else _writer(stderr),
+            timeout=ns.timeout or None, output_limit=ns.max_output)
+        result.build_seconds = build_seconds
+        result.compile_seconds += compile_seconds
+        result.steps["build"] = "cached" if artifact.cached else "built"
+        self._finish(result, ns)
+
+    def _finish(self, result: RunResult, ns: Any) -> None:
+        user_ns = self.shell.user_ns
+        if ns.out:
+            user_ns[ns.out] = result.stdout
+        if ns.err:
+            user_ns[ns.err] = result.stderr
+        if ns.result:
+            user_ns[ns.result] = result
+        sys.stdout.flush()
+        if result.trap:
+            message = result.trap
+        elif result.status:
+            message = f"[exit status {result.status}]"
+        else:
+            return
+        if ns.raise_error:
+            raise _shown(GuestFailed(message))
+        if not ns.err:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+    @line_magic("wasi")
+    def wasi_line(self, line: str) -> int | None:
+        """Commands spelled like the wasmtime CLI.
+
+        Usage::
+
+            %wasi run PATH.wasm [--dir ...] [--env ...] [-- ARGS...]
+            %wasi build FILE.py [-o OUT.wasm] [--path DIR]
+            %wasi inspect PATH.wasm
+            %wasi cache info|clear
+        """
+        from IPython.utils.process import arg_split
+        status = Status()
+        try:
+            code = cli.execute(arg_split(line, posix=True), out=_Forward(sys.stdout),
+                               err=_Forward(sys.stderr), prog="%wasi", progress=status.progress)
+        except WasiMagicError as exc:
+            raise _shown(exc) from None
+        return None if code == 0 else code
+
+
+class _Forward:
+    """A minimal text stream that writes through to ``stream`` and flushes."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text)
+        self._stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _writer(stream: Any) -> Any:
+    # Called on Wasmtime's I/O thread; ipykernel's streams are thread-safe and
+    # flush on their own schedule, so no flush per chunk.
+    def write(text: str) -> None:
+        stream.write(text)
+    return write
+
+
+def _shown(exc: WasiMagicError) -> Exception:
+    """An exception IPython shows as one message, without a traceback."""
+    if isinstance(exc, (cli.UsageError,)) and not isinstance(exc, GuestFailed):
+        return IPythonUsageError(str(exc))
+    exc._render_traceback_ = lambda: [f"{type(exc).__name__}: {exc}"]  # type: ignore[attr-defined]
+    return exc
