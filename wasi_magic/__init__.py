@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .build import Artifact, BuildProgress, build
+from .builder import Artifact, BuildProgress, build
 from .cache import Cache, cache_dir
 from .capabilities import Capabilities, DirGrant
 from .errors import (BuildError, CapabilityError, GuestImportError, RuntimeFailure, UsageError,

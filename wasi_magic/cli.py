@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from .build import BuildProgress, build, default_cache, forget_memo
+from .builder import BuildProgress, build, default_cache, forget_memo
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
 from .errors import UsageError, WasiMagicError
 from .inspect import inspect_wasm

@@ -1,7 +1,7 @@
 """The IPython adapter: ``%%wasi`` (run a cell in a WASI sandbox) and ``%wasi`` (commands).
 
 A thin layer: it parses flags, shows progress, and streams output; the work
-is done by :mod:`.build`, :mod:`.runtime` and :mod:`.cli`.
+is done by :mod:`.builder`, :mod:`.runtime` and :mod:`.cli`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import cli
-from .build import BuildProgress, build
+from .builder import BuildProgress, build
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
 from .errors import WasiMagicError
 from .output import DEFAULT_LIMIT, format_size

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build import Artifact, default_cache
+from .builder import Artifact, default_cache
 from .cache import Cache, file_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure
