@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
 from typing import Callable, Iterable, Sequence
@@ -92,14 +92,7 @@ def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
             digest.update(b"\0")
 
 
-@dataclass(frozen=True)
-class _Inputs:
-    source: str
-    paths: tuple[Path, ...]
-    name: str
-
-
-def build_key(source: str, paths: Sequence[Path] = ()) -> str:
+def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") -> str:
     """The cache key of a cell: a hash of every input that shapes the component."""
     digest = hashlib.sha256()
     for part in (
@@ -110,6 +103,7 @@ def build_key(source: str, paths: Sequence[Path] = ()) -> str:
         Path(guest.__file__).read_text(encoding="utf-8"),
         (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
         (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),
+        filename,
         source,
     ):
         digest.update(part.encode() + b"\0\0")
@@ -148,7 +142,7 @@ def build(
     guest, componentize-py failures) with a message naming the cell line.
     """
     base = Path(cwd) if cwd is not None else Path.cwd()
-    name = "cell.wasm"
+    name, filename = "cell.wasm", "<cell>"
     extra = list(paths)
     if isinstance(source, os.PathLike):
         file = (base / source).resolve()
@@ -157,22 +151,22 @@ def build(
         except OSError as exc:
             raise BuildError(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
         extra.insert(0, file.parent)
-        name = file.with_suffix(".wasm").name
+        name, filename = file.with_suffix(".wasm").name, file.name
         source = text
     folders = _resolve_paths(extra, base)
     cache = cache if cache is not None else default_cache()
-    key = build_key(source, folders)
+    key = build_key(source, folders, filename)
     memo_key = f"{cache.root}:{key}:{name}"
     with _memo_lock:
         known = _memo.get(memo_key)
     if known is not None and known.path.exists():
-        return known
+        return replace(known, cached=True)
     entry = cache.get("builds", key, ".wasm")
     if entry is not None:
         artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
                             float(entry.meta.get("build_seconds", 0.0)), True, name)
     else:
-        artifact = _build_fresh(source, folders, key, name, cache, progress)
+        artifact = _build_fresh(source, folders, filename, key, name, cache, progress)
     with _memo_lock:
         _memo[memo_key] = artifact
     return artifact
@@ -211,9 +205,9 @@ def _record_seconds(cache: Cache, seconds: float) -> None:
     cache.write_json(_STATS_FILE, (stats + [round(seconds, 2)])[-20:])
 
 
-def _build_fresh(source: str, folders: tuple[Path, ...], key: str, name: str,
+def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str, name: str,
                  cache: Cache, progress: ProgressCallback | None) -> Artifact:
-    generated = guest.generate(source, folders)
+    generated = guest.generate(source, folders, filename)
     version = componentize_py_version()
     estimate = estimate_seconds(cache)
     with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:

@@ -1,0 +1,82 @@
+"""Shared fixtures: real builds with componentize-py, shared between tests.
+
+Builds go to one test cache that persists across runs on the same machine
+(``$WASI_MAGIC_TEST_CACHE`` or ``<user cache>/wasi-magic-tests``), so a second
+run of the suite rebuilds nothing. Tests that check cold behaviour use a
+temporary cache of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = Path(__file__).resolve().parent / "guests"
+
+
+def _test_cache_root() -> Path:
+    override = os.environ.get("WASI_MAGIC_TEST_CACHE")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_cache_dir("wasi-magic-tests", appauthor=False))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache() -> Path:
+    """Point wasi-magic at the shared test cache for the whole session."""
+    root = _test_cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("WASI_MAGIC_CACHE")
+    os.environ["WASI_MAGIC_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("WASI_MAGIC_CACHE", None)
+    else:
+        os.environ["WASI_MAGIC_CACHE"] = old
+
+
+@pytest.fixture()
+def cold_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty cache for tests of cold behaviour; in-memory caches forgotten too."""
+    from wasi_magic.builder import forget_memo
+    from wasi_magic.runtime import default_runtime
+    root = tmp_path / "cold-cache"
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
+    forget_memo()
+    default_runtime().forget()
+    yield root
+    forget_memo()
+    default_runtime().forget()
+
+
+@pytest.fixture(scope="session")
+def probe(shared_cache: Path):
+    """The probe guest (tests/guests/probe.py) built once: one operation per argv."""
+    from wasi_magic import build
+    return build(GUESTS / "probe.py")
+
+
+@pytest.fixture()
+def sandbox(tmp_path: Path) -> Path:
+    """A working folder with a granted dir ``data`` and a canary file beside it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "input.txt").write_text("hello file\n")
+    (data / "sub").mkdir()
+    (tmp_path / "secret.txt").write_text("canary: the guest must never see this\n")
+    return tmp_path
+
+
+def python_child(code: str, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run ``code`` in a fresh Python process (a 'kernel restart'); returns CompletedProcess."""
+    import subprocess
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=ROOT)

@@ -1,0 +1,80 @@
+"""Capability flags: parsing, validation and the equivalent wasmtime command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wasi_magic import Capabilities, CapabilityError, UsageError
+
+
+def test_dir_forms(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    caps = Capabilities.parse(["data::/data", "data::/ro::ro", "data"], cwd=tmp_path)
+    rw, ro, bare = caps.dirs
+    assert (rw.host, rw.guest, rw.read_only) == (tmp_path / "data", "/data", False)
+    assert (ro.guest, ro.read_only) == ("/ro", True)
+    assert (bare.host, bare.guest) == (tmp_path / "data", "data")
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("missing::/data", "does not exist"),
+    ("data::/data::rx", "must be 'ro'"),
+    ("data::", "expected HOST"),
+    ("a::b::ro::x", "expected HOST"),
+    ("file.txt::/f", "is a file, not a directory"),
+])
+def test_bad_dirs_name_the_flag(tmp_path: Path, spec: str, words: str) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(CapabilityError) as info:
+        Capabilities.parse([spec], cwd=tmp_path)
+    assert f"--dir {spec!r}" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_same_guest_path_twice(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(CapabilityError, match="granted twice"):
+        Capabilities.parse(["a::/d", "b::/d"], cwd=tmp_path)
+
+
+def test_env_values_and_passthrough() -> None:
+    caps = Capabilities.parse(env=["A=1", "B=", "HOME_ISH"], host_env={"HOME_ISH": "/h", "X": "y"})
+    assert caps.env == (("A", "1"), ("B", ""), ("HOME_ISH", "/h"))
+
+
+@pytest.mark.parametrize("item, words", [
+    ("NOT_SET", "has no variable"),
+    ("=value", "expected NAME=VALUE"),
+    ("BAD-NAME=1", "expected NAME=VALUE"),
+])
+def test_bad_env(item: str, words: str) -> None:
+    with pytest.raises(CapabilityError, match=words):
+        Capabilities.parse(env=[item], host_env={})
+
+
+def test_stdin_options(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("abc")
+    assert Capabilities.parse(stdin_text="hi").stdin == b"hi"
+    assert Capabilities.parse(stdin_file="in.txt", cwd=tmp_path).stdin_file == tmp_path / "in.txt"
+    with pytest.raises(UsageError, match="not both"):
+        Capabilities.parse(stdin_file="in.txt", stdin_text="x", cwd=tmp_path)
+    with pytest.raises(CapabilityError, match="no such file"):
+        Capabilities.parse(stdin_file="nope.txt", cwd=tmp_path)
+
+
+def test_wasmtime_command(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    caps = Capabilities.parse(["data::/data::ro"], ["MY_VAR=hello world"], ["a b", "c"], cwd=tmp_path)
+    assert caps.wasmtime_command("cell.wasm") == (
+        f"wasmtime run --dir {tmp_path / 'data'}::/data::ro --env 'MY_VAR=hello world' "
+        f"cell.wasm 'a b' c")
+
+
+def test_nothing_granted_by_default() -> None:
+    caps = Capabilities.parse()
+    assert (caps.dirs, caps.env, caps.args, caps.stdin) == ((), (), (), None)
+    assert caps.describe() == ["nothing granted"]
