@@ -151,6 +151,7 @@ class WasiMagics(Magics):
             timeout=ns.timeout or None, output_limit=ns.max_output)
         result.build_seconds = build_seconds
         result.compile_seconds += compile_seconds
+        result.steps["component"] = how  # how it was obtained before the run
         result.steps["build"] = "cached" if artifact.cached else "built"
         self._finish(result, ns)
 

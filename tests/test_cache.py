@@ -1,0 +1,127 @@
+"""The build and compiled-component caches: hits across restarts, races, damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, python_child
+from wasi_magic import Capabilities, build, run
+from wasi_magic.cache import Cache
+
+CELL = "import sys\nprint('cache test', sys.argv[1:])\n"
+
+# A "kernel restart": a new process loads the extension and runs a cell. An
+# audit hook records every process it starts, so the test can prove that
+# componentize-py was never invoked.
+RESTART = """
+import json, sys, time
+started = []
+sys.addaudithook(lambda event, args: started.append(str(args[1])) if event == "subprocess.Popen" else None)
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "wasi_magic")
+ip.run_cell("%%wasi -q --out OUT --result R -- after restart\\n" + {cell!r})
+r = ip.user_ns["R"]
+print(json.dumps({{"out": ip.user_ns["OUT"], "steps": r.steps, "processes": started}}))
+"""
+
+
+def test_unchanged_cell_after_restart_calls_neither_builder_nor_compiler(cold_cache: Path) -> None:
+    first = python_child(RESTART.format(cell=CELL))
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout.splitlines()[-1])
+    assert report["steps"] == {"component": "compiled", "build": "built"}
+    assert any("componentize" in p for p in report["processes"])
+
+    second = python_child(RESTART.format(cell=CELL))
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout.splitlines()[-1])
+    assert report["out"] == "cache test ['after', 'restart']\n"
+    assert report["steps"] == {"component": "deserialized", "build": "cached"}
+    assert report["processes"] == []  # no componentize-py, no process at all
+
+
+BUILD_ONE = """
+import json, sys
+from wasi_magic import build, run
+artifact = build({cell!r})
+print(json.dumps({{"cached": artifact.cached, "sha": artifact.sha256, "out": run(artifact).stdout}}))
+"""
+
+
+def test_two_concurrent_builds_of_one_cell(cold_cache: Path) -> None:
+    cell = CELL + "# concurrent\n"
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_ONE.format(cell=cell)], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        assert json.loads(out)["out"] == "cache test []\n"
+    # One intact entry remains, and a third process finds it.
+    entries = list((cold_cache / "builds").glob("*.wasm"))
+    assert len(entries) == 1
+    assert Cache(cold_cache).get("builds", entries[0].stem, ".wasm") is not None
+    third = python_child(BUILD_ONE.format(cell=cell))
+    assert json.loads(third.stdout)["cached"] is True
+    assert not list((cold_cache / "builds").glob(".tmp-*"))
+
+
+def test_damaged_entries_are_detected_and_rebuilt(cold_cache: Path) -> None:
+    from wasi_magic.builder import forget_memo
+    from wasi_magic.runtime import default_runtime
+    cell = CELL + "# damage\n"
+    artifact = build(cell)
+    assert run(artifact).stdout == "cache test []\n"
+    compiled = next((cold_cache / "compiled").rglob("*.cwasm"))
+    # Truncate both the component and its compiled form, then start "fresh".
+    artifact.path.write_bytes(artifact.path.read_bytes()[:1000])
+    compiled.write_bytes(compiled.read_bytes()[:1000])
+    forget_memo()
+    default_runtime().forget()
+    rebuilt = build(cell)
+    assert not rebuilt.cached and rebuilt.size > 1000
+    result = run(rebuilt)
+    assert result.stdout == "cache test []\n" and result.steps["component"] == "compiled"
+
+
+def test_corrupt_compiled_entry_with_intact_metadata_is_recompiled(cold_cache: Path, probe) -> None:
+    """Garbage whose checksum is recorded as valid must not crash the host."""
+    from wasi_magic.runtime import Runtime
+    runtime = Runtime(cache=Cache(cold_cache))
+    section = f"compiled/{runtime.tag}"
+    Cache(cold_cache).put_bytes(section, probe.sha256, ".cwasm", b"not a compiled component", {})
+    result = runtime.run(probe, Capabilities.parse(args=["hello"]))
+    assert result.stdout == "hello from the probe ['hello']\n"
+    assert result.steps["component"] == "compiled"
+
+
+def test_unwritable_cache_degrades_with_one_warning(tmp_path: Path, probe) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache dir should be")
+    cache = Cache(blocked)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache.get("builds", "x", ".wasm") is None
+        assert cache.put_bytes("builds", "x", ".wasm", b"data", {}) is None
+        assert cache.get("builds", "x", ".wasm") is None
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "continuing without a cache" in messages[0]
+    assert not cache.enabled
+
+
+def test_cache_info_and_clear(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    cache.put_bytes("builds", "k", ".wasm", b"\0asm" + b"x" * 100, {})
+    info = cache.info()
+    assert info["builds"] == {"entries": 1, "bytes": 104}
+    assert cache.clear() == 104
+    assert cache.info()["builds"]["entries"] == 0

@@ -1,0 +1,52 @@
+"""``python -m wasi_magic``: the same operations from a shell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import GUESTS
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wasi_magic", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_build_inspect_run(sandbox: Path) -> None:
+    (sandbox / "probe.py").write_text((GUESTS / "probe.py").read_text())
+    built = cli("build", "probe.py", "-o", "probe.wasm", cwd=sandbox)
+    assert built.returncode == 0, built.stderr
+    assert "probe.wasm" in built.stdout and "MiB" in built.stdout
+    looked = cli("inspect", "probe.wasm", cwd=sandbox)
+    assert "component (WASI Preview 2" in looked.stdout
+    assert "wasi:cli/environment@0.2.9" in looked.stdout
+    ran = cli("run", "probe.wasm", "--dir", "data::/data::ro", "--", "read", "/data/input.txt",
+              cwd=sandbox)
+    assert (ran.returncode, ran.stdout) == (0, "read: ok hello file\n")
+    failed = cli("run", "probe.wasm", "--", "raise", cwd=sandbox)
+    assert failed.returncode == 1 and "ValueError: the probe raised on purpose" in failed.stderr
+
+
+def test_bad_input_is_one_line_not_a_traceback(sandbox: Path) -> None:
+    for args, words in [
+        (("run", "nothing.wasm"), "no such file"),
+        (("run", "data/input.txt"), "not a WebAssembly binary"),
+        (("inspect", "data/input.txt"), "not a WebAssembly binary"),
+        (("build", "missing.py"), "expected an existing Python file"),
+        (("frob",), "invalid choice"),
+    ]:
+        done = cli(*args, cwd=sandbox)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("error: ") and words in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_core_module_is_named_as_such(sandbox: Path) -> None:
+    import wasmtime
+    (sandbox / "p1.wasm").write_bytes(wasmtime.wat2wasm('(module (func (export "_start")))'))
+    looked = cli("inspect", "p1.wasm", cwd=sandbox)
+    assert "core module (WASI Preview 1)" in looked.stdout and "_start" in looked.stdout
+    ran = cli("run", "p1.wasm", cwd=sandbox)
+    assert ran.returncode == 2 and "core WebAssembly module (WASI Preview 1)" in ran.stderr

@@ -1,0 +1,84 @@
+"""``%%wasi`` in a real Jupyter kernel (ipykernel over jupyter_client): what a notebook sees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+
+@pytest.fixture(scope="module")
+def kernel(shared_cache: Path, tmp_path_factory):
+    work = tmp_path_factory.mktemp("kernel")
+    (work / "data").mkdir()
+    (work / "data" / "input.txt").write_text("from the host\n")
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(work),
+                                       env={**os.environ, "WASI_MAGIC_CACHE": str(shared_cache)})
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def execute(client, code: str, timeout: float = 300) -> list[dict]:
+    """Run ``code``; return the iopub messages of that execution, in order."""
+    msg_id = client.execute(code)
+    messages = []
+    while True:
+        msg = client.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return messages
+        messages.append(msg)
+
+
+def streams(messages: list[dict], name: str) -> str:
+    return "".join(m["content"]["text"] for m in messages
+                   if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def test_cell_output_streams_into_the_notebook(kernel) -> None:
+    execute(kernel, "%load_ext wasi_magic")
+    messages = execute(kernel, (
+        "%%wasi --dir data::/data --env MY_VAR=hello -- /data/input.txt\n"
+        "import os, sys\n"
+        "print('Hello from WASI!', sys.argv[1:], os.environ['MY_VAR'])\n"
+        "print(open(sys.argv[1]).read().upper(), end='')\n"
+        "print('a warning', file=sys.stderr)\n"))
+    assert streams(messages, "stdout") == ("Hello from WASI! ['/data/input.txt'] hello\n"
+                                           "FROM THE HOST\n")
+    assert streams(messages, "stderr") == "a warning\n"
+    # The status line is a display, updated in place, that ends as a summary.
+    displays = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    assert displays, [m["msg_type"] for m in messages]
+    final = displays[-1]["content"]["data"]["text/plain"]
+    assert final.startswith("wasi: ") and "MiB" in final
+    assert not [m for m in messages if m["msg_type"] == "error"]
+
+
+def test_guest_error_leaves_the_kernel_working(kernel) -> None:
+    messages = execute(kernel, "%%wasi -q\nprint('before')\nraise RuntimeError('boom')\n")
+    assert streams(messages, "stdout") == "before\n"
+    err = streams(messages, "stderr")
+    assert 'File "<cell>", line 2, in <module>' in err and "RuntimeError: boom" in err
+    assert err.rstrip().endswith("[exit status 1]")
+    after = execute(kernel, "print(6 * 7)")
+    assert streams(after, "stdout") == "42\n"
+
+
+def test_bad_flag_is_a_short_error(kernel) -> None:
+    # IPython shows a UsageError as one line on stderr, no traceback.
+    messages = execute(kernel, "%%wasi --dir missing::/m\nprint(1)\n")
+    err = streams(messages, "stderr")
+    assert err.startswith("UsageError: --dir 'missing::/m': the host directory")
+    assert "Traceback" not in err and "wasi_magic" not in err
+    # A build error is an error output whose 'traceback' is just the message.
+    messages = execute(kernel, "%%wasi\nimport numpy\n")
+    errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "GuestImportError"
+    assert "line 1: import numpy" in errors[0]["evalue"]
+    assert not any("wasi_magic" in line for line in errors[0]["traceback"])
