@@ -24,7 +24,7 @@ from pathlib import Path
 from statistics import median
 from typing import Callable, Iterable, Sequence
 
-from . import guest
+from . import guest, worlds
 from .cache import Cache
 from .errors import BuildError, GuestImportError
 
@@ -51,6 +51,8 @@ class Artifact:
     cached: bool
     #: The program name the guest sees as ``argv[0]``.
     name: str = "cell.wasm"
+    #: The WIT world the component implements (None: a ``wasi:cli`` command).
+    world: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,12 @@ def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
             digest.update(b"\0")
 
 
-def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") -> str:
+def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
+              quick: bool = False) -> str:
     """The cache key of a cell: a hash of every input that shapes the component."""
     digest = hashlib.sha256()
     for part in (
-        "wasi-magic-build/1",
+        "wasi-magic-build/1" + ("-quick" if quick else ""),
         componentize_py_version(),
         sys.version,  # the host's stdlib decides which helper modules are included
         guest.RUNNER_PATH.read_text(encoding="utf-8"),
@@ -130,6 +133,9 @@ def build(
     cache: Cache | None = None,
     progress: ProgressCallback | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    quick: bool = False,
+    wit: str | os.PathLike[str] | None = None,
+    world: str | None = None,
 ) -> Artifact:
     """Build Python code into a ``wasi:cli`` command component (or take it from the cache).
 
@@ -137,6 +143,11 @@ def build(
     folder is then importable too). ``paths`` are folders of pure-Python
     modules the program may import. ``progress`` is called about four times a
     second while componentize-py runs.
+
+    With ``wit`` (WIT text, or a path to a ``.wit`` file or folder) and
+    ``world`` (its name; optional if the WIT has one world) the source instead
+    implements that world's typed exports; see :mod:`wasi_magic.worlds` for
+    the conventions, and :func:`wasi_magic.host.load` to call them.
 
     Raises :class:`BuildError` (syntax errors, imports that cannot be in a
     guest, componentize-py failures) with a message naming the cell line.
@@ -155,7 +166,13 @@ def build(
         source = text
     folders = _resolve_paths(extra, base)
     cache = cache if cache is not None else default_cache()
-    key = build_key(source, folders, filename)
+    if wit is not None or world is not None:
+        if quick:
+            raise BuildError("Quick mode builds commands only; a world needs a full build.")
+        return _build_world(source, folders, filename, name, wit, world, base, cache, progress)
+    if quick:  # the quick-mode sandbox: one component for every cell
+        source, folders = "", ()
+    key = build_key(source, folders, filename, quick)
     memo_key = f"{cache.root}:{key}:{name}"
     with _memo_lock:
         known = _memo.get(memo_key)
@@ -166,7 +183,7 @@ def build(
         artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
                             float(entry.meta.get("build_seconds", 0.0)), True, name)
     else:
-        artifact = _build_fresh(source, folders, filename, key, name, cache, progress)
+        artifact = _build_fresh(source, folders, filename, key, name, cache, progress, quick)
     with _memo_lock:
         _memo[memo_key] = artifact
     return artifact
@@ -206,8 +223,8 @@ def _record_seconds(cache: Cache, seconds: float) -> None:
 
 
 def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str, name: str,
-                 cache: Cache, progress: ProgressCallback | None) -> Artifact:
-    generated = guest.generate(source, folders, filename)
+                 cache: Cache, progress: ProgressCallback | None, quick: bool = False) -> Artifact:
+    generated = guest.generate(source, folders, filename, quick=quick)
     version = componentize_py_version()
     estimate = estimate_seconds(cache)
     with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:
@@ -290,3 +307,100 @@ def _explain_failure(log: str, generated: guest.GuestSource) -> BuildError:
                 log=log)
     tail = "\n".join(line for line in log.strip().splitlines()[-12:])
     return BuildError("componentize-py could not build the cell. Its last words:\n" + tail, log=log)
+
+
+# --- typed worlds ------------------------------------------------------------------------
+
+
+def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
+                    paths: Sequence[Path] = (), filename: str = "<cell>") -> str:
+    """The cache key of a world build: the source, the WIT's content, the world name and the rest."""
+    digest = hashlib.sha256()
+    for part in (
+        "wasi-magic-world/1",
+        componentize_py_version(),
+        sys.version,
+        worlds.WORLD_APP_PATH.read_text(encoding="utf-8"),
+        Path(worlds.__file__).read_text(encoding="utf-8"),
+        Path(guest.__file__).read_text(encoding="utf-8"),
+        wit.digest(),
+        world or "",
+        filename,
+        source,
+    ):
+        digest.update(part.encode() + b"\0\0")
+    for folder in paths:
+        digest.update(str(folder).encode() + b"\0")
+        _hash_tree(digest, folder)
+    return digest.hexdigest()[:32]
+
+
+def _build_world(source: str, folders: tuple[Path, ...], filename: str, name: str,
+                 wit: str | os.PathLike[str] | None, world: str | None, base: Path,
+                 cache: Cache, progress: ProgressCallback | None) -> Artifact:
+    """:func:`build` for a source that implements a WIT world (memo, cache, then componentize-py)."""
+    spec = worlds.resolve_wit(wit, base)
+    if filename == "<cell>":
+        name = f"{world or 'world'}.wasm"
+    key = world_build_key(source, spec, world, folders, filename)
+    memo_key = f"{cache.root}:{key}:{name}"
+    with _memo_lock:
+        known = _memo.get(memo_key)
+    if known is not None and known.path.exists():
+        return replace(known, cached=True)
+    entry = cache.get("builds", key, ".wasm")
+    if entry is not None:
+        artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
+                            float(entry.meta.get("build_seconds", 0.0)), True, name, world)
+    else:
+        artifact = _build_world_fresh(source, folders, filename, key, name, spec, world,
+                                      cache, progress)
+    with _memo_lock:
+        _memo[memo_key] = artifact
+    return artifact
+
+
+def _build_world_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str,
+                       name: str, spec: worlds.WitSource, world: str | None, cache: Cache,
+                       progress: ProgressCallback | None) -> Artifact:
+    generated = worlds.generate(source, folders, filename)
+    with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:
+        work = Path(tmp)
+        app = work / "app"
+        app.mkdir()
+        for file, text in generated.files.items():
+            (app / file).write_text(text, encoding="utf-8")
+        wit_path = spec.materialize(work)
+        out = work / "component.wasm"
+        command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
+        if world:
+            command += ["-w", world]
+        command += ["componentize", "-p", str(app)]
+        for folder in folders:
+            command += ["-p", str(folder)]
+        command += [worlds.WORLD_APP, "-o", str(out)]
+        started = time.perf_counter()
+        log = _run_componentize(command, work, started, estimate_seconds(cache), progress)
+        seconds = time.perf_counter() - started
+        if not out.exists():
+            if _MARKER.search(log):
+                raise _explain_failure(log, generated)
+            raise worlds.explain_failure(log, spec, wit_path, world)
+        return _store_build(out, key, name, seconds, cache, world)
+
+
+def _store_build(out: Path, key: str, name: str, seconds: float, cache: Cache,
+                 world: str | None) -> Artifact:
+    """Move a freshly built component into the cache and describe it."""
+    _record_seconds(cache, seconds)
+    meta = {"build_seconds": round(seconds, 3), "componentize_py": componentize_py_version(),
+            "created": time.time(), "world": world}
+    entry = cache.put_file("builds", key, ".wasm", out, meta, move=True)
+    if entry is None:  # cache disabled: keep the component beside the process
+        from .cache import file_sha256
+        keep = Path(tempfile.mkdtemp(prefix="wasi-magic-")) / name
+        os.replace(out, keep)
+        return Artifact(keep, key, file_sha256(keep), keep.stat().st_size, seconds, False, name,
+                        world)
+    return Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"], seconds, False,
+                    name, world)

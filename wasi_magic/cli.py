@@ -17,7 +17,8 @@ from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
 from .errors import UsageError, WasiMagicError
 from .inspect import inspect_wasm
 from .output import format_size
-from .runtime import DEFAULT_TIMEOUT, default_runtime
+from .limits import LIMIT_ARGUMENTS, Limits
+from .runtime import default_runtime
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,8 +52,8 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a component: run PATH.wasm [flags] [-- args]")
     run.add_argument("wasm", metavar="PATH.wasm")
     add_capability_arguments(run)
-    run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                     help=f"stop the guest after SECONDS (default {DEFAULT_TIMEOUT:g}; 0: never)")
+    for names, options in LIMIT_ARGUMENTS:
+        run.add_argument(*names, **options)
 
     make = sub.add_parser("build", help="build a Python file: build FILE.py -o OUT.wasm")
     make.add_argument("source", metavar="FILE.py")
@@ -63,6 +64,10 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
 
     look = sub.add_parser("inspect", help="what a .wasm is and what it imports and exports")
     look.add_argument("wasm", metavar="PATH.wasm")
+
+    warm = sub.add_parser("warm", help="build the quick-mode sandbox and the %%%%wasi cells "
+                                       "of notebooks ahead of time")
+    warm.add_argument("targets", nargs="*", metavar="NOTEBOOK.ipynb|DIR")
 
     cache = sub.add_parser("cache", help="cache info | cache clear")
     cache.add_argument("action", choices=("info", "clear"))
@@ -95,8 +100,9 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         path = Path(ns.wasm)
         if not path.is_file():
             raise UsageError(f"{ns.wasm!r}: no such file.")
+        limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         result = default_runtime().run(path, caps, stdout=out.write, stderr=err.write,
-                                       timeout=ns.timeout)
+                                       limits=limits)
         if result.trap:
             err.write(result.trap + "\n")
         return result.status
@@ -111,6 +117,10 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         shutil.copyfile(artifact.path, target)
         how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"
         out.write(f"{how} · {format_size(artifact.size)} → {target}\n")
+        return 0
+    if ns.command == "warm":
+        from .warm import warm
+        warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"))
         return 0
     if ns.command == "inspect":
         out.write(inspect_wasm(ns.wasm).format() + "\n")

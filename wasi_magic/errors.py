@@ -36,3 +36,32 @@ class GuestImportError(BuildError):
 
 class RuntimeFailure(WasiMagicError):
     """Wasmtime could not load or run a component (not a guest error)."""
+
+
+class GuestError(WasiMagicError):
+    """An exported function returned the ``err`` case of its ``result`` type.
+
+    The guest chose to fail (``raise Err(value)``); ``value`` is the err payload.
+    """
+
+    def __init__(self, value: object, function: str = "") -> None:
+        where = f"{function}: " if function else ""
+        super().__init__(f"{where}the guest returned an error: {value!r}")
+        self.value = value
+        self.function = function
+
+
+class GuestTrap(WasiMagicError):
+    """A guest call was stopped: a trap, the time limit, or the memory limit.
+
+    ``kind`` is ``'timeout'``, ``'memory'`` or ``'trap'``; ``stderr`` holds what
+    the guest wrote to standard error during the call (a Python traceback, for
+    an exception that escaped an exported function). The host is unharmed.
+    """
+
+    def __init__(self, message: str, *, kind: str = "trap", stderr: str = "",
+                 function: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.stderr = stderr
+        self.function = function

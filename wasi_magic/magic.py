@@ -19,9 +19,12 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from . import cli
 from .builder import BuildProgress, build
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
-from .errors import WasiMagicError
-from .output import DEFAULT_LIMIT, format_size
-from .runtime import DEFAULT_TIMEOUT, RunResult, default_runtime
+from .errors import UsageError, WasiMagicError
+from .guest import check_syntax
+from .quick import quick_sandbox, with_source
+from .output import format_size
+from .limits import LIMIT_ARGUMENTS, Limits
+from .runtime import RunResult, default_runtime
 
 
 class GuestFailed(WasiMagicError):
@@ -30,6 +33,12 @@ class GuestFailed(WasiMagicError):
 
 def _capability_arguments(func: Any) -> Any:
     for names, options in reversed(CAPABILITY_ARGUMENTS):
+        func = argument(*names, **options)(func)
+    return func
+
+
+def _limit_arguments(func: Any) -> Any:
+    for names, options in reversed(LIMIT_ARGUMENTS):
         func = argument(*names, **options)(func)
     return func
 
@@ -81,19 +90,21 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+MODES = ("build", "quick")
+
+
 @magics_class
 class WasiMagics(Magics):
     """``%%wasi`` and ``%wasi``."""
+
+    #: The session's default mode: 'build' (each cell its own component) or 'quick'.
+    mode = "build"
 
     @magic_arguments()
     @_capability_arguments
     @argument("--path", action="append", default=[], metavar="DIR",
               help="A folder of pure-Python modules the cell may import (repeatable).")
-    @argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-              help=f"Stop the guest after SECONDS of wall-clock time "
-                   f"(default {DEFAULT_TIMEOUT:g}; 0 means no limit).")
-    @argument("--max-output", type=int, default=DEFAULT_LIMIT, metavar="BYTES",
-              help="Keep at most BYTES of each output stream (default 1 MiB).")
+    @_limit_arguments
     @argument("--out", metavar="VAR", help="Store the guest's stdout in VAR instead of showing it.")
     @argument("--err", metavar="VAR", help="Store the guest's stderr in VAR instead of showing it.")
     @argument("--result", metavar="VAR", help="Store the RunResult (status, output, timings) in VAR.")
@@ -101,6 +112,10 @@ class WasiMagics(Magics):
     @argument("--raise-error", action="store_true",
               help="Raise an error when the guest exits with a non-zero status.")
     @argument("-q", "--quiet", action="store_true", help="Do not show the build summary line.")
+    @argument("--quick", action="store_true", default=None,
+              help="Run in the quick-mode sandbox (no build; a fixed set of stdlib modules).")
+    @argument("--build", action="store_false", dest="quick",
+              help="Build the cell into its own component (the default mode).")
     @cell_magic("wasi")
     def wasi_cell(self, line: str, cell: str) -> None:
         """Build the cell into a WASI Preview 2 component and run it in a sandbox.
@@ -123,17 +138,35 @@ class WasiMagics(Magics):
         flags, program_args = cli.split_program_args(arg_split(line, posix=True))
         ns = self.wasi_cell.parser.parse_args(flags)
         caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
+        limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         status = Status(enabled=not ns.quiet)
         started = time.perf_counter()
-        artifact = build(cell, paths=ns.path, progress=status.progress)
+        quick = self.mode == "quick" if ns.quick is None else ns.quick
+        run_caps = caps
+        try:
+            if quick:
+                if ns.path:
+                    raise UsageError("--path needs build mode: the quick-mode sandbox cannot "
+                                     "import your own modules. Drop --quick.")
+                check_syntax(cell)
+                artifact = quick_sandbox(progress=status.progress)
+                run_caps = with_source(caps, cell)
+            else:
+                artifact = build(cell, paths=ns.path, progress=status.progress)
+        except KeyboardInterrupt:
+            raise _stopped("build cancelled; nothing was run") from None
         build_seconds = time.perf_counter() - started
         runtime = default_runtime()
-        _, compile_seconds, how = runtime.component(artifact) if artifact.cached else (None, 0.0, "")
+        fuel = bool(limits.fuel)
         if not artifact.cached:
             status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
                         f"{format_size(artifact.size)} with {runtime.strategy}…")
-            _, compile_seconds, how = runtime.component(artifact)
+        elif not ns.quiet:
+            status.show(f"wasi: cached · loading {format_size(artifact.size)}…")
+        _, compile_seconds, how = runtime.component(artifact, fuel=fuel)
         summary = (f"built in {artifact.build_seconds:.1f} s" if not artifact.cached else "cached")
+        if quick:
+            summary = "quick mode" + ("" if artifact.cached else f" (sandbox {summary})")
         summary = f"wasi: {summary} · {format_size(artifact.size)}"
         if how == "compiled":
             summary += f" · compiled in {compile_seconds:.1f} s ({runtime.strategy})"
@@ -144,11 +177,12 @@ class WasiMagics(Magics):
         status.done(summary)
 
         stdout, stderr = sys.stdout, sys.stderr
-        result = runtime.run(
-            artifact, caps,
-            stdout=None if ns.out else _writer(stdout),
-            stderr=None if ns.err else _writer(stderr),
-            timeout=ns.timeout or None, output_limit=ns.max_output)
+        try:
+            result = runtime.run(artifact, run_caps, limits=limits,
+                                 stdout=None if ns.out else _writer(stdout),
+                                 stderr=None if ns.err else _writer(stderr))
+        except KeyboardInterrupt as exc:
+            raise _stopped(str(exc) or "guest interrupted") from None
         result.build_seconds = build_seconds
         result.compile_seconds += compile_seconds
         result.steps["component"] = how  # how it was obtained before the run
@@ -168,6 +202,8 @@ class WasiMagics(Magics):
             message = result.trap
         elif result.status:
             message = f"[exit status {result.status}]"
+            if result.limit_note:
+                message += f" ({result.limit_note})"
         else:
             return
         if ns.raise_error:
@@ -186,15 +222,29 @@ class WasiMagics(Magics):
             %wasi build FILE.py [-o OUT.wasm] [--path DIR]
             %wasi inspect PATH.wasm
             %wasi cache info|clear
+            %wasi config --mode quick|build
+            %wasi warm [NOTEBOOK.ipynb ...]
         """
         from IPython.utils.process import arg_split
+        words = arg_split(line, posix=True)
+        if words[:1] == ["config"]:
+            return self._config(words[1:])
         status = Status()
         try:
-            code = cli.execute(arg_split(line, posix=True), out=_Forward(sys.stdout),
+            code = cli.execute(words, out=_Forward(sys.stdout),
                                err=_Forward(sys.stderr), prog="%wasi", progress=status.progress)
         except WasiMagicError as exc:
             raise _shown(exc) from None
         return None if code == 0 else code
+
+
+    def _config(self, words: list[str]) -> None:
+        """``%wasi config [--mode quick|build]``: show or set the session's defaults."""
+        if words[:1] == ["--mode"] and len(words) == 2 and words[1] in MODES:
+            self.mode = words[1]
+        elif words:
+            raise IPythonUsageError("usage: %wasi config [--mode quick|build]")
+        print(f"wasi: mode = {self.mode}")
 
 
 class _Forward:
@@ -218,6 +268,18 @@ def _writer(stream: Any) -> Any:
     def write(text: str) -> None:
         stream.write(text)
     return write
+
+
+class GuestInterrupted(KeyboardInterrupt):
+    """The Interrupt button stopped a build or a guest."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
+def _stopped(message: str) -> GuestInterrupted:
+    sys.stdout.flush()
+    return GuestInterrupted(message)
 
 
 def _shown(exc: WasiMagicError) -> Exception:

@@ -10,22 +10,25 @@ nothing a guest does survives into the next run.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib.metadata
 import os
 import platform
+import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .builder import Artifact, default_cache
 from .cache import Cache, file_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure
-from .output import DEFAULT_LIMIT, OutputSink, TextCallback
+from .limits import DEFAULT_TIMEOUT, Limits
+from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 
 try:
     import wasmtime
@@ -35,8 +38,6 @@ except ImportError:  # pragma: no cover - exercised by the install-hint test
     wcomponent = None  # type: ignore[assignment]
 
 RUN_EXPORT = "wasi:cli/run@0.2.9"
-#: Default wall-clock limit of one run, in seconds (0 disables it).
-DEFAULT_TIMEOUT = 60.0
 #: Compilers Wasmtime offers: Winch (baseline, fast to compile) and Cranelift (optimizing).
 STRATEGIES = ("winch", "cranelift")
 _WINCH = 2  # wasmtime_strategy_t: AUTO=0, CRANELIFT=1, WINCH=2
@@ -66,6 +67,13 @@ class RunResult:
     run_seconds: float = 0.0
     #: How the component was obtained: 'built', 'cached', 'compiled', 'deserialized', 'memory'.
     steps: dict[str, str] = field(default_factory=dict)
+    #: The limits the run had, and what it used of them.
+    limits: Limits | None = None
+    fuel_used: int | None = None
+    #: True if an output stream was cut at ``limits.max_output``.
+    truncated: bool = False
+    #: A note when a limit (e.g. memory) explains the guest's failure.
+    limit_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,16 +87,14 @@ class RunResult:
                 f"stderr={len(self.stderr)} chars{extra}, run_seconds={self.run_seconds:.4f})")
 
 
-class Runtime:
-    """A Wasmtime engine with WASI Preview 2 and caches of compiled components."""
+class _Flavor:
+    """One engine configuration (with or without fuel metering) and its caches."""
 
-    def __init__(self, *, strategy: str = "winch", cache: Cache | None = None) -> None:
-        _require_wasmtime()
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+    def __init__(self, strategy: str, fuel: bool) -> None:
         config = wasmtime.Config()
         # Epoch interruption lets a timer (or an interrupt) stop a running guest.
         config.epoch_interruption = True
+        config.consume_fuel = fuel
         self.strategy = strategy
         if strategy == "winch":
             # Winch compiles a Python component ~4x faster than Cranelift. The
@@ -101,28 +107,57 @@ class Runtime:
         self.engine = wasmtime.Engine(config)
         self.linker = wcomponent.Linker(self.engine)
         self.linker.add_wasip2()
-        self._cache = cache
-        self._components: dict[str, Any] = {}
-        self._lock = threading.RLock()
+        self.components: dict[str, Any] = {}
         version = importlib.metadata.version("wasmtime")
-        self.tag = f"wasmtime-{version}-{self.strategy}-epoch-{platform.machine()}"
+        self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}-"
+                    f"{platform.machine()}")
+
+
+class Runtime:
+    """A Wasmtime engine with WASI Preview 2 and caches of compiled components.
+
+    Components run on a plain engine; runs with ``fuel`` use a second engine
+    that meters fuel (its compiled code differs, so it has its own caches).
+    """
+
+    def __init__(self, *, strategy: str = "winch", cache: Cache | None = None) -> None:
+        _require_wasmtime()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        self._flavors = {False: _Flavor(strategy, fuel=False)}
+        plain = self._flavors[False]
+        self.strategy = plain.strategy
+        self.engine = plain.engine
+        self.linker = plain.linker
+        self.tag = plain.tag
+        self._cache = cache
+        self._lock = threading.RLock()
 
     @property
     def cache(self) -> Cache:
         """The on-disk cache (the default one unless given)."""
         return self._cache if self._cache is not None else default_cache()
 
+    def _flavor(self, fuel: bool) -> _Flavor:
+        with self._lock:
+            if fuel not in self._flavors:
+                self._flavors[fuel] = _Flavor(self.strategy, fuel)
+            return self._flavors[fuel]
+
     def forget(self) -> None:
         """Drop compiled components held in memory."""
         with self._lock:
-            self._components.clear()
+            for flavor in self._flavors.values():
+                flavor.components.clear()
 
-    def component(self, artifact: Artifact | str | os.PathLike[str]) -> tuple[Any, float, str]:
+    def component(self, artifact: Artifact | str | os.PathLike[str], *,
+                  fuel: bool = False) -> tuple[Any, float, str]:
         """The compiled component for ``artifact``: ``(component, seconds, how)``.
 
         ``how`` is 'memory', 'deserialized' (from the disk cache) or 'compiled'.
         """
         started = time.perf_counter()
+        flavor = self._flavor(fuel)
         if isinstance(artifact, Artifact):
             path, digest = artifact.path, artifact.sha256
         else:
@@ -132,44 +167,28 @@ class Runtime:
             except OSError as exc:
                 raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
         with self._lock:
-            found = self._components.get(digest)
+            found = flavor.components.get(digest)
             if found is not None:
                 return found, time.perf_counter() - started, "memory"
-            entry = self.cache.get(f"compiled/{self.tag}", digest, ".cwasm")
+            section = f"compiled/{flavor.tag}"
+            entry = self.cache.get(section, digest, ".cwasm")
             how = "deserialized"
             component = None
             if entry is not None:
                 try:
-                    component = wcomponent.Component.deserialize_file(self.engine, str(entry.path))
+                    component = wcomponent.Component.deserialize_file(flavor.engine, str(entry.path))
                 except wasmtime.WasmtimeError:
-                    self.cache.discard(f"compiled/{self.tag}", digest, ".cwasm")
+                    self.cache.discard(section, digest, ".cwasm")
             if component is None:
                 how = "compiled"
-                component = self._compile(path)
+                component = _compile(flavor.engine, path)
                 try:
-                    self.cache.put_bytes(f"compiled/{self.tag}", digest, ".cwasm",
-                                         bytes(component.serialize()), {"source": str(path)})
+                    self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
+                                         {"source": str(path)})
                 except wasmtime.WasmtimeError:
                     pass
-            self._components[digest] = component
+            flavor.components[digest] = component
             return component, time.perf_counter() - started, how
-
-    def _compile(self, path: Path) -> Any:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
-        if data[:4] != b"\0asm":
-            raise RuntimeFailure(f"{str(path)!r} is not a WebAssembly binary.")
-        if data[4:8] == b"\x01\x00\x00\x00":
-            raise RuntimeFailure(
-                f"{str(path)!r} is a core WebAssembly module (WASI Preview 1), "
-                f"not a component. This runtime runs Preview 2 components.")
-        try:
-            return wcomponent.Component(self.engine, data)
-        except wasmtime.WasmtimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid component"
-            raise RuntimeFailure(f"Wasmtime cannot load {str(path)!r}: {first}") from None
 
     def run(
         self,
@@ -180,66 +199,81 @@ class Runtime:
         stderr: TextCallback | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         output_limit: int = DEFAULT_LIMIT,
+        fuel: int | None = None,
+        max_memory: int | None = None,
+        limits: Limits | None = None,
     ) -> RunResult:
         """Run a ``wasi:cli`` command component with exactly ``capabilities``.
 
         ``stdout``/``stderr`` receive text as the guest writes it (from
-        Wasmtime's I/O thread). ``timeout`` is wall-clock seconds (None or 0:
-        no limit). Guest failures are reported in the result, not raised.
+        Wasmtime's I/O thread). Limits: ``timeout`` in wall-clock seconds
+        (None or 0: none), ``fuel`` units, ``max_memory`` bytes of linear
+        memory, ``output_limit`` bytes kept per stream — or all of them as
+        ``limits``. Guest failures and limits are reported in the result, not
+        raised. An interrupt (SIGINT, the notebook's Interrupt button) stops
+        the guest at once and raises :class:`KeyboardInterrupt` afterwards.
         """
+        if limits is None:
+            limits = Limits(timeout=timeout or None, fuel=fuel, max_memory=max_memory,
+                            max_output=output_limit)
         caps = capabilities if capabilities is not None else Capabilities()
         name = artifact.name if isinstance(artifact, Artifact) else Path(artifact).name
-        component, compile_seconds, how = self.component(artifact)
-        out = OutputSink("stdout", stdout, output_limit)
-        err = OutputSink("stderr", stderr, output_limit)
+        flavor = self._flavor(bool(limits.fuel))
+        component, compile_seconds, how = self.component(artifact, fuel=bool(limits.fuel))
+        out = OutputSink("stdout", stdout, limits.max_output)
+        err = OutputSink("stderr", stderr, limits.max_output)
         result = RunResult(status=0, stdout="", stderr="", capabilities=caps,
                            artifact=artifact.path if isinstance(artifact, Artifact) else Path(artifact),
-                           compile_seconds=compile_seconds, steps={"component": how})
+                           compile_seconds=compile_seconds, steps={"component": how},
+                           limits=limits)
+        watch = _Watch(flavor.engine, limits.timeout)
         with self._lock, tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
                 if caps.stdin is not None else _nothing() as stdin_dir:
-            store = wasmtime.Store(self.engine)
+            store = wasmtime.Store(flavor.engine)
             store.set_wasi(self._wasi_config(caps, name, out, err, stdin_dir))
-            timer = None
-            if timeout:
-                store.set_epoch_deadline(1)
-                timer = threading.Timer(timeout, self.engine.increment_epoch)
-                timer.daemon = True
-            else:
-                store.set_epoch_deadline(_FOREVER)
+            if limits.max_memory:
+                store.set_limits(memory_size=limits.max_memory)
+            if limits.fuel:
+                store.set_fuel(limits.fuel)
             started = time.perf_counter()
             try:
-                instance = self.linker.instantiate(store, component)
-                result.instantiate_seconds = time.perf_counter() - started
-                run_index = instance.get_export_index(store, RUN_EXPORT)
-                if run_index is None:
-                    raise RuntimeFailure(
-                        f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
-                func = instance.get_func(store, instance.get_export_index(store, "run", run_index))
-                if timer is not None:
-                    timer.start()
-                started = time.perf_counter()
-                try:
-                    value = func(store)
-                    func.post_return(store)
-                    result.status = 0 if getattr(value, "tag", "ok") == "ok" else 1
-                except wasmtime.ExitTrap as exc:
-                    result.status = exc.code
-                except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-                    result.status = 1
-                    result.trap = _describe_trap(exc, timeout)
-                result.run_seconds = time.perf_counter() - started
+                store.set_epoch_deadline(1 if limits.timeout else _FOREVER)
+                with _interrupt_guard(watch):
+                    instance = flavor.linker.instantiate(store, component)
+                    result.instantiate_seconds = time.perf_counter() - started
+                    func = _run_function(instance, store, name)
+                    watch.start()
+                    started = time.perf_counter()
+                    try:
+                        value = func(store)
+                        func.post_return(store)
+                        result.status = 0 if getattr(value, "tag", "ok") == "ok" else 1
+                    except wasmtime.ExitTrap as exc:
+                        result.status = exc.code
+                    except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+                        result.status = 1
+                        result.trap = _describe_trap(exc, watch, limits,
+                                                     time.perf_counter() - started)
+                    result.run_seconds = time.perf_counter() - started
+                    if limits.fuel:
+                        result.fuel_used = limits.fuel - store.get_fuel()
             except wasmtime.WasmtimeError as exc:
                 raise RuntimeFailure(f"Wasmtime could not instantiate {name}: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
             finally:
-                if timer is not None:
-                    timer.cancel()
+                watch.cancel()
                 # Drop the store now, while Python is alive: its output streams
                 # call back into Python when they close.
                 del store
         out.close()
         err.close()
         result.stdout, result.stderr = out.text(), err.text()
+        result.truncated = out.truncated or err.truncated
+        if limits.max_memory and result.status and "MemoryError" in result.stderr[-2000:]:
+            result.limit_note = (f"the guest ran out of memory under --max-memory "
+                                 f"{format_size(limits.max_memory)}")
+        if watch.interrupted:
+            raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
 
     def _wasi_config(self, caps: Capabilities, name: str, out: OutputSink, err: OutputSink,
@@ -260,6 +294,116 @@ class Runtime:
         return config
 
 
+def _run_function(instance: Any, store: Any, name: str) -> Any:
+    run_index = instance.get_export_index(store, RUN_EXPORT)
+    if run_index is None:
+        raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
+    return instance.get_func(store, instance.get_export_index(store, "run", run_index))
+
+
+def _compile(engine: Any, path: Path) -> Any:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
+    if data[:4] != b"\0asm":
+        raise RuntimeFailure(f"{str(path)!r} is not a WebAssembly binary.")
+    if data[4:8] == b"\x01\x00\x00\x00":
+        raise RuntimeFailure(
+            f"{str(path)!r} is a core WebAssembly module (WASI Preview 1), "
+            f"not a component. This runtime runs Preview 2 components.")
+    try:
+        return wcomponent.Component(engine, data)
+    except wasmtime.WasmtimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid component"
+        raise RuntimeFailure(f"Wasmtime cannot load {str(path)!r}: {first}") from None
+
+
+class _Watch:
+    """Why a guest was stopped: a timer for the timeout, a flag for interrupts."""
+
+    def __init__(self, engine: Any, timeout: float | None) -> None:
+        self.engine = engine
+        self.timed_out = False
+        self.interrupted = False
+        self._timer = threading.Timer(timeout, self._expire) if timeout else None
+        if self._timer is not None:
+            self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.engine.increment_epoch()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.engine.increment_epoch()
+
+    def start(self) -> None:
+        if self._timer is not None:
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _Interrupts:
+    """Turns SIGINT into an epoch bump while a guest runs on the main thread.
+
+    A Python signal handler cannot run while the main thread is inside
+    Wasmtime. During a run, SIGINT's wakeup fd points at a pipe; a watchdog
+    thread reads it and interrupts the guest's engine. The Python-level
+    handler only records the interrupt; :meth:`Runtime.run` raises
+    KeyboardInterrupt once the store is cleaned up.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._active: _Watch | None = None
+        self._thread = threading.Thread(target=self._serve, name="wasi-magic-interrupts",
+                                        daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data = os.read(self._read, 64)
+            except OSError:  # pragma: no cover
+                return
+            watch = self._active
+            if watch is not None and signal.SIGINT in data:
+                watch.interrupt()
+
+    @contextlib.contextmanager
+    def guard(self, watch: _Watch) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        def record(signum: int, frame: Any) -> None:
+            watch.interrupted = True
+        previous = signal.signal(signal.SIGINT, record)
+        old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._active = watch
+        try:
+            yield
+        finally:
+            self._active = None
+            signal.set_wakeup_fd(old_fd)
+            signal.signal(signal.SIGINT, previous)
+
+
+_interrupts: _Interrupts | None = None
+
+
+def _interrupt_guard(watch: _Watch) -> Any:
+    """Route SIGINT to ``watch`` while a guest runs (created on first use)."""
+    global _interrupts
+    if _interrupts is None:
+        _interrupts = _Interrupts()
+    return _interrupts.guard(watch)
+
+
 class _nothing:
     def __enter__(self) -> None:
         return None
@@ -268,14 +412,21 @@ class _nothing:
         return None
 
 
-def _describe_trap(exc: Exception, timeout: float | None) -> str:
+def _describe_trap(exc: Exception, watch: _Watch, limits: Limits, seconds: float) -> str:
+    """A short message: which limit stopped the guest, or the trap and its top frames."""
     text = str(exc)
-    if "interrupt" in text and timeout:
-        return f"timed out after {timeout:g} s (the limit set by --timeout)"
+    if watch.interrupted:
+        return f"interrupted after {seconds:.2f} s"
+    if watch.timed_out:
+        return f"stopped by the time limit: ran {seconds:.1f} s of --timeout {limits.timeout:g} s"
+    if "all fuel consumed" in text and limits.fuel:
+        return f"stopped by the fuel limit: used all {limits.fuel:,} units of --fuel"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = next((line for line in reversed(lines) if line.startswith("wasm trap:")), None)
-    frames = [line for line in lines if line[:1].isdigit()][:3]
-    head = cause or (lines[0] if lines else type(exc).__name__)
+    frames = [line for line in lines if line[:1].isdigit()][:4]
+    head = (cause or (lines[0] if lines else type(exc).__name__)).removeprefix("wasm trap: ")
+    if limits.max_memory and "memory" in text.lower():
+        head += f" (under --max-memory {format_size(limits.max_memory)})"
     return "guest trapped: " + head + "".join("\n    " + f for f in frames)
 
 

@@ -4,12 +4,18 @@ componentize-py imports this module while it pre-initializes the component.
 Everything done at import time is frozen into the component's snapshot, so
 this module compiles the cell and imports every module the cell needs, but it
 runs the cell only when the host calls ``wasi:cli/run``.
+
+In quick mode the component is built once with a broad set of standard
+library modules, and the cell's source arrives at run time in the
+environment variable ``WASI_MAGIC_SOURCE`` (removed before the cell runs).
 """
 
 import builtins
 import importlib
 import linecache
+import os
 import sys
+import time
 import traceback
 import types
 
@@ -17,12 +23,13 @@ import wasi_magic_cell as _cell
 from componentize_py_types import Err
 from wit_world import exports
 
-# Tracebacks show the cell's own lines: the source lives in linecache.
-linecache.cache[_cell.FILENAME] = (
-    len(_cell.SOURCE), None, _cell.SOURCE.splitlines(True), _cell.FILENAME)
-_CODE = compile(_cell.SOURCE, _cell.FILENAME, "exec", dont_inherit=True)
-
 _MARKER = "WASI_MAGIC_IMPORT_FAILURES:"
+_SOURCE_VAR = "WASI_MAGIC_SOURCE"
+
+
+def _remember(source: str) -> None:
+    # Tracebacks show the cell's own lines: the source lives in linecache.
+    linecache.cache[_cell.FILENAME] = (len(source), None, source.splitlines(True), _cell.FILENAME)
 
 
 def _preload() -> None:
@@ -47,7 +54,45 @@ def _preload() -> None:
         raise ImportError(_MARKER + repr(failures))
 
 
+class _NotInSandbox:
+    """Last finder on sys.meta_path in quick mode: explain a missing module."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if "." in name and name.partition(".")[0] in sys.modules:
+            return None
+        raise ModuleNotFoundError(
+            f"No module named {name!r} in the quick-mode sandbox, which carries a fixed set "
+            f"of standard-library modules. Run the cell in build mode (without --quick) "
+            f"to include it.", name=name)
+
+
+def _sliced_sleep(seconds: float) -> None:
+    """time.sleep in slices, so that a time limit or an interrupt can stop it.
+
+    Wasmtime checks its epoch deadline only while WebAssembly code runs, not
+    while the host blocks in a single long sleep.
+    """
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        _real_sleep(min(left, 0.05))
+
+
+_real_sleep = time.sleep
+time.sleep = _sliced_sleep
+
 _preload()
+if _cell.QUICK:
+    sys.meta_path.append(_NotInSandbox)
+    _CODE = None
+else:
+    _remember(_cell.SOURCE)
+    _CODE = compile(_cell.SOURCE, _cell.FILENAME, "exec", dont_inherit=True)
 
 
 def _status_of(code: object) -> int:
@@ -60,6 +105,23 @@ def _status_of(code: object) -> int:
     return 1
 
 
+def _cell_code():
+    """The code to run: compiled at build time, or (quick mode) from the environment."""
+    if _CODE is not None:
+        return _CODE
+    source = os.environ.pop(_SOURCE_VAR, "")
+    _remember(source)
+    return compile(source, _cell.FILENAME, "exec", dont_inherit=True)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """Print the guest's traceback without this runner's frames: only the cell's lines."""
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    report.stack = traceback.StackSummary.from_list(
+        [frame for frame in report.stack if frame.filename != __file__])
+    sys.stderr.write("".join(report.format()))
+
+
 class Run(exports.Run):
     """The ``wasi:cli/run`` export: execute the cell as ``__main__``."""
 
@@ -68,13 +130,12 @@ class Run(exports.Run):
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
         try:
-            exec(_CODE, main.__dict__)
+            exec(_cell_code(), main.__dict__)
             status = 0
         except SystemExit as exc:
             status = _status_of(exc.code)
         except BaseException as exc:  # noqa: BLE001 - the guest reports its own errors
-            # Skip this frame: the student sees only the cell's lines.
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+            _print_traceback(exc)
             status = 1
         finally:
             for stream in (sys.stdout, sys.stderr):

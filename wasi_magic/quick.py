@@ -1,0 +1,53 @@
+"""Quick mode: run Python source in a sandbox component built once per installation.
+
+Building a cell takes seconds; quick mode skips it. The quick-mode sandbox is
+a ``wasi:cli`` command that componentize-py built once with a broad set of
+standard-library modules (:data:`wasi_magic.guest.QUICK_MODULES`); the source
+to run is handed to it at run time in the environment variable
+``WASI_MAGIC_SOURCE``, which the guest removes before running it. Every run
+is a fresh instance, so nothing leaks between cells, and the capabilities and
+limits are exactly those of build mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .builder import Artifact, ProgressCallback, build
+from .capabilities import Capabilities
+from .errors import UsageError
+from .guest import check_syntax
+from .runtime import RunResult, default_runtime
+
+SOURCE_VAR = "WASI_MAGIC_SOURCE"
+
+
+def quick_sandbox(progress: ProgressCallback | None = None) -> Artifact:
+    """The quick-mode sandbox component (built on first use, then cached)."""
+    return build("", quick=True, progress=progress)
+
+
+def with_source(capabilities: Capabilities, source: str) -> Capabilities:
+    """``capabilities`` plus the variable that carries ``source`` into the sandbox."""
+    if any(name == SOURCE_VAR for name, _ in capabilities.env):
+        raise UsageError(f"--env {SOURCE_VAR} is reserved for quick mode.")
+    if "\0" in source:
+        raise UsageError("The cell contains a NUL character, which quick mode cannot pass.")
+    return capabilities.replace(env=capabilities.env + ((SOURCE_VAR, source),))
+
+
+def run_quick(source: str, capabilities: Capabilities | None = None, *,
+              progress: ProgressCallback | None = None, **options: Any) -> RunResult:
+    """Run ``source`` in the quick-mode sandbox with ``capabilities``.
+
+    Options are those of :meth:`wasi_magic.Runtime.run` (stdout, stderr,
+    limits...). A syntax error is reported before anything runs, with the
+    cell line, as in build mode.
+    """
+    check_syntax(source)
+    caps = capabilities if capabilities is not None else Capabilities()
+    artifact = quick_sandbox(progress)
+    result = default_runtime().run(artifact, with_source(caps, source), **options)
+    result.capabilities = caps
+    result.steps["build"] = "quick"
+    return result
