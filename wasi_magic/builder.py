@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import subprocess
@@ -73,6 +74,8 @@ _memo_lock = threading.Lock()
 def componentize_py_version() -> str:
     """The installed componentize-py version, or a clear error with an install hint."""
     try:
+        if importlib.util.find_spec("componentize_py") is None:
+            raise importlib.metadata.PackageNotFoundError("componentize-py")
         return importlib.metadata.version("componentize-py")
     except importlib.metadata.PackageNotFoundError:
         raise BuildError("componentize-py is not installed. Install it with: "

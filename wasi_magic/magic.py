@@ -112,6 +112,9 @@ class WasiMagics(Magics):
     @argument("--raise-error", action="store_true",
               help="Raise an error when the guest exits with a non-zero status.")
     @argument("-q", "--quiet", action="store_true", help="Do not show the build summary line.")
+    @argument("--panel", action="store_true",
+              help="Show a capability panel: tick and untick grants and re-run the built "
+                   "component at once (output appears below the panel).")
     @argument("--quick", action="store_true", default=None,
               help="Run in the quick-mode sandbox (no build; a fixed set of stdlib modules).")
     @argument("--build", action="store_false", dest="quick",
@@ -137,6 +140,9 @@ class WasiMagics(Magics):
         from IPython.utils.process import arg_split
         flags, program_args = cli.split_program_args(arg_split(line, posix=True))
         ns = self.wasi_cell.parser.parse_args(flags)
+        if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):
+            raise UsageError("--panel shows the output below the panel; it cannot be combined "
+                             "with --out, --err, --result or --raise-error.")
         caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         status = Status(enabled=not ns.quiet)
@@ -175,6 +181,11 @@ class WasiMagics(Magics):
             shutil.copyfile(artifact.path, target)
             summary += f" · saved to {target}"
         status.done(summary)
+        if ns.panel:
+            from .widgets import show_panel
+            show_panel(artifact, caps, runtime=runtime, limits=limits,
+                       prepare=(lambda c: with_source(c, cell)) if quick else None)
+            return
 
         stdout, stderr = sys.stdout, sys.stderr
         try:
@@ -235,6 +246,8 @@ class WasiMagics(Magics):
                                err=_Forward(sys.stderr), prog="%wasi", progress=status.progress)
         except WasiMagicError as exc:
             raise _shown(exc) from None
+        except KeyboardInterrupt as exc:
+            raise _stopped(str(exc) or "interrupted") from None
         return None if code == 0 else code
 
 
@@ -254,8 +267,10 @@ class _Forward:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        # Called on Wasmtime's I/O thread for guest output; ipykernel's streams
+        # flush on their own schedule, and a flush per chunk would slow a chatty
+        # guest to a crawl.
         self._stream.write(text)
-        self._stream.flush()
         return len(text)
 
     def flush(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import gc
 import importlib.metadata
 import os
@@ -41,7 +42,6 @@ RUN_EXPORT = "wasi:cli/run@0.2.9"
 #: Compilers Wasmtime offers: Winch (baseline, fast to compile) and Cranelift (optimizing).
 STRATEGIES = ("winch", "cranelift")
 _WINCH = 2  # wasmtime_strategy_t: AUTO=0, CRANELIFT=1, WINCH=2
-_FOREVER = 1 << 62
 
 
 def _require_wasmtime() -> None:
@@ -237,7 +237,7 @@ class Runtime:
                 store.set_fuel(limits.fuel)
             started = time.perf_counter()
             try:
-                store.set_epoch_deadline(1 if limits.timeout else _FOREVER)
+                watch.attach(store)
                 with _interrupt_guard(watch):
                     instance = flavor.linker.instantiate(store, component)
                     result.instantiate_seconds = time.perf_counter() - started
@@ -320,7 +320,13 @@ def _compile(engine: Any, path: Path) -> Any:
 
 
 class _Watch:
-    """Why a guest was stopped: a timer for the timeout, a flag for interrupts."""
+    """Decides, for one store, whether an epoch tick stops its guest.
+
+    Timers and interrupts bump the engine's epoch, which every store on that
+    engine notices. Each store gets a deadline callback that traps only if
+    *its* run timed out or was interrupted, and otherwise lets the guest carry
+    on, so runs on other threads (the panel, a server) are not disturbed.
+    """
 
     def __init__(self, engine: Any, timeout: float | None) -> None:
         self.engine = engine
@@ -329,6 +335,26 @@ class _Watch:
         self._timer = threading.Timer(timeout, self._expire) if timeout else None
         if self._timer is not None:
             self._timer.daemon = True
+        self._callback: Any = None
+
+    def attach(self, store: Any) -> None:
+        """Install the deadline callback on ``store`` and arm it for the next tick."""
+        from wasmtime import _bindings, _ffi as ffi
+        raw = _bindings._wasmtime_store_epoch_deadline_callback
+        callback_type, finalizer_type = raw.argtypes[1], raw.argtypes[3]
+
+        def on_deadline(context: Any, data: Any, delta: Any, kind: Any) -> int:
+            if self.timed_out or self.interrupted:
+                error = ffi.wasmtime_error_new(b"wasi-magic: guest stopped")
+                return ctypes.cast(error, ctypes.c_void_p).value or 0
+            delta[0] = 1
+            kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+            return 0
+
+        self._callback = callback_type(on_deadline)  # kept alive as long as the store
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None,
+                                                   finalizer_type())
+        store.set_epoch_deadline(1)
 
     def _expire(self) -> None:
         self.timed_out = True

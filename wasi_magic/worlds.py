@@ -51,6 +51,8 @@ class WitSource:
 
     text: str | None = None
     path: Path | None = None
+    #: Lines added in front of the user's text (a package header), for error positions.
+    added_lines: int = 0
 
     @property
     def display(self) -> str:
@@ -66,28 +68,31 @@ class WitSource:
             for file in sorted(self.path.rglob("*.wit")):
                 digest.update(str(file.relative_to(self.path)).encode() + b"\0")
                 digest.update(file.read_bytes() + b"\0")
-        elif self.path is not None:
-            digest.update(b"file\0" + self.path.read_bytes())
+        elif self.path is not None:  # the same WIT as text or as a file: the same component
+            digest.update(b"text\0" + with_package(self.path.read_text(encoding="utf-8")).encode())
         return digest.hexdigest()
 
     def materialize(self, work: Path) -> Path:
         """The path to hand to ``componentize-py -d`` (text is written into ``work``)."""
+        text = self.text
         if self.path is not None:
-            return self.path
+            if self.path.is_dir():
+                return self.path
+            original = self.path.read_text(encoding="utf-8")
+            text = with_package(original)
+            if text == original:
+                return self.path
         target = work / "wit"
         target.mkdir(exist_ok=True)
-        (target / _WIT_FILE).write_text(self.text or "", encoding="utf-8")
+        (target / _WIT_FILE).write_text(text or "", encoding="utf-8")
         return target / _WIT_FILE
 
 
 def with_package(text: str) -> str:
-    """WIT text with a package header: componentize-py refuses a file without one.
-
-    The header goes on the first line, so line numbers in error messages stay right.
-    """
+    """WIT text with a package header: componentize-py refuses a file without one."""
     if _PACKAGE_LINE.search(_strip_comments(text)):
         return text
-    return f"package {DEFAULT_PACKAGE}; {text}"
+    return f"package {DEFAULT_PACKAGE};\n{text}"
 
 
 def _strip_comments(text: str) -> str:
@@ -109,7 +114,8 @@ def resolve_wit(wit: str | os.PathLike[str] | None, cwd: Path) -> WitSource:
     if not wit.strip():
         raise BuildError("The WIT text is empty: it must declare a world, e.g. "
                          "world w { export f: func() -> string; }")
-    return WitSource(text=with_package(wit))
+    text = with_package(wit)
+    return WitSource(text=text, added_lines=text.count("\n") - wit.count("\n"))
 
 
 def _looks_like_path(text: str, cwd: Path) -> bool:
@@ -170,7 +176,7 @@ def explain_failure(log: str, wit: WitSource, wit_path: Path | None, world: str 
     """Turn componentize-py's output for a world build into a short :class:`BuildError`."""
     message = _core_message(log)
     if wit_path is not None:
-        message = message.replace(str(wit_path), wit.display)
+        message = _shift_lines(message.replace(str(wit_path), wit.display), wit.added_lines)
     found = _MISSING_CLASS.search(message)
     if found:
         return BuildError(_missing_class(found.group(1), world), log=log)
@@ -178,23 +184,35 @@ def explain_failure(log: str, wit: WitSource, wit_path: Path | None, world: str 
     if found:
         methods = found.group(2).strip().rstrip(".")
         return BuildError(
-            f"class {found.group(1)} does not implement {methods}: the world exports it, so the "
-            f"class needs a method of that name (kebab-case WIT names become snake_case).",
-            log=log)
+            f"class {found.group(1)} lacks a method for {methods}: every function the world "
+            f"exports needs one (kebab-case WIT names become snake_case methods).", log=log)
     found = _WORLDS.search(message)
     if found:
-        available = re.findall(r'"([^"]+)"', message.split("Available worlds", 1)[-1])
+        listing = message.split("Available worlds", 1)[-1].split("WIT paths", 1)[0]
+        available = re.findall(r'"([^"]+)"', listing)
         names = ", ".join(available) or "none"
         if found.group(1) == "None":
             return BuildError(f"The WIT defines several worlds ({names}): choose one with "
                               f"world=NAME.", log=log)
         return BuildError(f"The WIT has no world named {found.group(2)!r}; it defines: {names}.",
                           log=log)
+    if re.search(r"(?m)^\s*--> ", message):
+        return BuildError(f"The WIT in {wit.display} has an error:\n" + message, log=log)
     if "Traceback (most recent call last)" in message:
         return BuildError("The source failed while the component was being built (its top "
                           "level runs at build time):\n" + _user_traceback(message), log=log)
     return BuildError(f"componentize-py could not build the world from {wit.display}:\n"
                       + message, log=log)
+
+
+def _shift_lines(message: str, added: int) -> str:
+    """Line numbers of WIT errors as the user wrote the text (before our package header)."""
+    if not added:
+        return message
+    message = re.sub(r"(<wit>:)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) - added}", message)
+    return re.sub(r"(?m)^(\s*)(\d+)( \|)",
+                  lambda m: f"{m.group(1)}{int(m.group(2)) - added:>{len(m.group(2))}}{m.group(3)}",
+                  message)
 
 
 def _core_message(log: str) -> str:

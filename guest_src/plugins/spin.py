@@ -1,0 +1,10 @@
+"""A hostile plugin: never returns. The host's time limit stops it."""
+
+import wit_world
+
+
+class WitWorld(wit_world.WitWorld):
+    def transform(self, input: bytes) -> bytes:
+        count = 0
+        while True:
+            count += 1

@@ -1,0 +1,203 @@
+"""The sandbox battery: hostile guests against a real kernel.
+
+Each attack runs in a real Jupyter kernel (``%wasi run hostile.wasm``) with a
+read-only grant (``/data``) and a read-write grant (``/rw``) beside a canary
+tree. Every case asserts what the guest saw (a denial or a limit), that the
+host is unchanged (checksums of the canary tree, no file outside the grants,
+the kernel's environment) and that the kernel still answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from conftest import GUESTS
+from test_kernel import execute, streams
+
+# attack -> extra flags, and what the guest/host must say ("DENIED" = the guest saw a refusal).
+LIMITED = "--timeout 2 --max-memory 64MiB --max-output 64KiB"
+CASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "abs-etc-passwd": ("", ("DENIED",)),
+    "abs-canary": ("", ("DENIED",)),
+    "abs-proc-environ": ("", ("DENIED",)),
+    "abs-dev-mem": ("", ("DENIED",)),
+    "list-root": ("", ("DENIED",)),
+    "dotdot": ("", ("DENIED",)),
+    "dotdot-deep": ("", ("DENIED",)),
+    "dotdot-etc": ("", ("DENIED",)),
+    "relative-dotdot": ("", ("DENIED",)),
+    "chdir-escape": ("", ("DENIED",)),
+    "host-symlink-file": ("", ("DENIED",)),
+    "host-symlink-dir": ("", ("DENIED",)),
+    "guest-symlink": ("", ("DENIED",)),
+    "guest-symlink-abs": ("", ("DENIED",)),
+    "hardlink-out": ("", ("DENIED",)),
+    "rw-write-outside": ("", ("DENIED",)),
+    "ro-write": ("", ("DENIED: PermissionError",)),
+    "ro-create": ("", ("DENIED: PermissionError",)),
+    "ro-append": ("", ("DENIED: PermissionError",)),
+    "ro-truncate": ("", ("DENIED: PermissionError",)),
+    "ro-rename": ("", ("DENIED: PermissionError",)),
+    "ro-unlink": ("", ("DENIED: PermissionError",)),
+    "ro-mkdir": ("", ("DENIED: PermissionError",)),
+    "ro-rmdir": ("", ("DENIED: PermissionError",)),
+    "ro-chmod": ("", ("DENIED: RuntimeError: chmod had no effect",)),
+    "ro-utime": ("", ("DENIED: PermissionError",)),
+    "env-secret": ("", ("DENIED: KeyError",)),
+    "env-change": ("", ("DENIED: PermissionError: changed only the guest's copy",)),
+    "socket-connect": ("", ("DENIED",)),
+    "socket-listen": ("", ("DENIED",)),
+    "thread": ("", ("DENIED",)),
+    "subprocess": ("", ("DENIED",)),
+    "fork": ("", ("DENIED",)),
+    "kill-host": ("", ("DENIED",)),
+    "long-path": ("", ("DENIED",)),
+    "nul-path": ("", ("DENIED: ValueError",)),
+    "non-utf8-name": ("", ("DENIED",)),
+    "memory-bomb": (LIMITED, ("DENIED: MemoryError",)),
+    "infinite-loop": (LIMITED, ("stopped by the time limit: ran 2.0 s of --timeout 2 s",)),
+    "deep-recursion": (LIMITED, ("DENIED: RecursionError",)),
+    "nested-repr": (LIMITED, ("guest trapped: call stack exhausted",)),  # C-level recursion
+    "output-flood": (LIMITED, ("stdout truncated after 64.0 KiB", "stopped by the time limit")),
+    "sleep-forever": (LIMITED, ("stopped by the time limit: ran 2.0 s of --timeout 2 s",)),
+}
+
+
+def digest_tree(root: Path, skip: str = "rw") -> str:
+    """Checksum of names, modes, link targets and contents under root (except ``skip``)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == skip:
+            continue
+        digest.update(str(rel).encode())
+        stat = path.lstat()
+        digest.update(f"{stat.st_mode}:{stat.st_mtime_ns}".encode())
+        if path.is_symlink():
+            digest.update(os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def hostile(shared_cache: Path):
+    from wasi_magic import build
+    return build(GUESTS / "hostile.py")
+
+
+@pytest.fixture(scope="module")
+def kernel(shared_cache: Path, tmp_path_factory):
+    work = tmp_path_factory.mktemp("battery-kernel")
+    env = {**os.environ, "WASI_MAGIC_CACHE": str(shared_cache), "HOST_SECRET": "s3cret"}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(work), env=env)
+    execute(client, "%load_ext wasi_magic")
+    try:
+        yield manager, client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def make_tree(root: Path) -> None:
+    (root / "secret.txt").write_text("canary: never readable by the guest\n")
+    (root / "outside").mkdir()
+    (root / "outside" / "secret.txt").write_text("canary in a sibling dir\n")
+    data = root / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "input.txt").write_text("read-only input\n")
+    os.symlink("../secret.txt", data / "link-to-secret")
+    os.symlink("../outside", data / "link-to-outside")
+    (root / "rw").mkdir()
+
+
+KERNEL_ENV = "import os, hashlib; print(hashlib.sha256(repr(sorted(os.environ.items())).encode()).hexdigest())"
+
+
+@pytest.mark.parametrize("attack", sorted(CASES))
+def test_attack_is_contained(attack: str, hostile, kernel, tmp_path: Path) -> None:
+    _, client = kernel
+    make_tree(tmp_path)
+    before = digest_tree(tmp_path)
+    env_before = streams(execute(client, KERNEL_ENV), "stdout")
+    flags, expected = CASES[attack]
+    messages = execute(client, (
+        f"%wasi run {hostile.path} {flags} --dir {tmp_path / 'data'}::/data::ro "
+        f"--dir {tmp_path / 'rw'}::/rw -- {attack}"))
+    out, err = streams(messages, "stdout"), streams(messages, "stderr")
+    seen = out + err
+    for words in expected:
+        assert words in seen, f"{attack}: expected {words!r} in:\n{seen[-2000:]}"
+    assert "ESCAPED" not in seen
+    assert "s3cret" not in seen and "canary" not in seen and "root:x:0" not in seen
+    assert not [m for m in messages if m["msg_type"] == "error"]
+    # The host is unchanged: canary tree, nothing written beside the grants, environment.
+    assert digest_tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "outside", "rw", "secret.txt"]
+    assert not Path("/tmp/pwned").exists()
+    assert streams(execute(client, KERNEL_ENV), "stdout") == env_before
+    assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"  # the kernel answers
+
+
+def test_huge_argv_and_env(hostile, kernel, tmp_path: Path) -> None:
+    _, client = kernel
+    # Built in the kernel and expanded into the magic line by IPython ({ARGS}):
+    # IPython's own expansion is quadratic in the length of a literal line.
+    execute(client, "ARGS = ' '.join(f'arg{i:05d}' + 'x' * 90 for i in range(5_000))\n"
+                    "ENVS = ' '.join(f'--env V{i}=' + 'y' * 100 for i in range(500))")
+    messages = execute(client, f"%wasi run {hostile.path} {{ENVS}} -- huge-args {{ARGS}}")
+    assert "got 5002 args, 500 vars" in streams(messages, "stdout")
+    assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
+
+
+def test_flood_keeps_kernel_memory_bounded(hostile, kernel) -> None:
+    _, client = kernel
+    rss = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    before = int(streams(execute(client, rss), "stdout"))
+    for _ in range(3):
+        shown = streams(execute(client, f"%wasi run {hostile.path} --timeout 3 -- output-flood"),
+                        "stdout")
+        assert (1 << 20) <= len(shown.encode()) <= (1 << 20) + 200  # the 1 MiB cap and its note
+        assert "stdout truncated after 1.0 MiB" in shown
+    after = int(streams(execute(client, rss), "stdout"))
+    assert after - before < 200_000  # KiB: peak RSS grew by less than 200 MB
+
+
+@pytest.mark.parametrize("cell", [
+    "%%wasi -q --timeout 0\nwhile True:\n    pass\n",
+    "%%wasi -q --quick --timeout 0\nwhile True:\n    pass\n",
+    "%%wasi -q --timeout 0\nimport time\ntime.sleep(3600)\n",
+])
+def test_interrupt_stops_the_guest_within_a_second(kernel, cell: str) -> None:
+    manager, client = kernel
+    # Build (or find) the component first, so that Interrupt meets a running guest.
+    from wasi_magic import build
+    from wasi_magic.quick import quick_sandbox
+    line, _, body = cell.partition("\n")
+    quick_sandbox() if "--quick" in line else build(body)
+    msg_id = client.execute(cell)
+    # Wait until the guest is running (busy), give it a moment, then press Interrupt.
+    time.sleep(2.0)
+    pressed = time.perf_counter()
+    manager.interrupt_kernel()
+    messages = []
+    while True:
+        msg = client.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+        messages.append(msg)
+    elapsed = time.perf_counter() - pressed
+    errors = [m["content"] for m in messages if m["msg_type"] == "error"]
+    assert errors and errors[0]["ename"] == "GuestInterrupted", messages
+    assert "interrupted" in errors[0]["evalue"]
+    assert elapsed < 1.0, f"kernel free {elapsed:.2f} s after Interrupt"
+    print(f"interrupt -> free kernel: {elapsed * 1000:.0f} ms")
+    assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"

@@ -1,0 +1,217 @@
+"""Serve a handler component over real HTTP: a toy edge runtime.
+
+The component implements a world shaped like ``guest_src/handler/handler.wit``::
+
+    record request  { method: string, path: string,
+                      headers: list<tuple<string, string>>, body: list<u8> }
+    record response { status: u16, headers: list<tuple<string, string>>, body: list<u8> }
+    export handle: func(req: request) -> response;
+
+:class:`EdgeServer` listens on 127.0.0.1 (a free port by default), turns each
+HTTP request into a ``request`` record, calls ``handle`` in a **fresh
+instance** of the component, and sends back the ``response``. The guest never
+sees a socket, only values. Each request's time in the sandbox (new store,
+instantiate, call) is recorded in :attr:`EdgeServer.latencies`::
+
+    with EdgeServer(artifact) as server:          # or server = serve(artifact); server.stop()
+        urllib.request.urlopen(server.url + "/api/health").read()
+    print(server.summary())
+
+Requests are served on threads (``ThreadingHTTPServer``); the guest calls
+themselves are serialized by :mod:`wasi_magic.host` (one engine, one epoch).
+A trap or a timeout in the guest answers 500 or 504; the server carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from statistics import median
+from typing import Any, Iterable, Optional
+
+from .builder import Artifact
+from .capabilities import Capabilities
+from .errors import GuestTrap, RuntimeFailure, UsageError
+from .host import Guest, load
+from .runtime import Runtime
+from .values import Record
+
+#: Default wall-clock limit of one request in the guest, in seconds.
+DEFAULT_REQUEST_TIMEOUT = 5.0
+#: Largest request body accepted, in bytes.
+DEFAULT_MAX_BODY = 1 << 20
+#: Headers the host sets itself; the guest's values for them are ignored.
+_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    """The ``fraction`` (0-1) percentile of ``values``, nearest-rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = min(len(ordered), max(1, math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+class EdgeServer:
+    """An HTTP server that answers every request with a fresh instance of a handler component."""
+
+    def __init__(self, artifact: Artifact | str | os.PathLike[str],
+                 caps: Optional[Capabilities] = None, *, host: str = "127.0.0.1", port: int = 0,
+                 timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
+                 max_memory: int | str | None = None, max_body: int = DEFAULT_MAX_BODY,
+                 function: str = "handle", runtime: Optional[Runtime] = None) -> None:
+        self.guest: Guest = load(artifact, caps, fresh=True, timeout=timeout,
+                                 max_memory=max_memory, runtime=runtime)
+        try:
+            self._handle = self.guest[function]
+        except KeyError:
+            raise RuntimeFailure(f"{self.guest.name} exports no function {function!r}; it "
+                                 f"exports: {', '.join(self.guest.functions)}") from None
+        self.host = host
+        self.port = port
+        self.max_body = max_body
+        #: Seconds each request spent in the sandbox (new instance + call), in order.
+        self.latencies: list[float] = []
+        #: The last requests as ``(method, path, status, seconds)``.
+        self.log: deque[tuple[str, str, int, float]] = deque(maxlen=1000)
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is accepting requests."""
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (valid once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "EdgeServer":
+        """Listen and serve on a background thread; returns self."""
+        with self._lock:
+            if self._server is not None:
+                return self
+            server = ThreadingHTTPServer((self.host, self.port), _Handler)
+            server.daemon_threads = True
+            server.edge = self  # type: ignore[attr-defined]
+            self.port = server.server_address[1]
+            self._server = server
+            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                            name=f"wasi-magic-edge-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (safe to call twice)."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> "EdgeServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"serving {self.url}" if self.running else "stopped"
+        return f"<EdgeServer {self.guest.name} {state}, {len(self.latencies)} requests>"
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, headers: Iterable[tuple[str, str]] = (),
+             body: bytes = b"") -> tuple[int, list[tuple[str, str]], bytes]:
+        """Handle one request in a fresh instance, without HTTP: ``(status, headers, body)``."""
+        request = Record(method=method.upper(), path=path,
+                         headers=[(name.lower(), value) for name, value in headers],
+                         body=bytes(body))
+        started = time.perf_counter()
+        try:
+            response = self._handle(request)
+            status, out_headers, out_body = _unpack(response)
+        except GuestTrap as exc:
+            status = 504 if exc.kind == "timeout" else 500
+            out_headers = [("content-type", "application/json")]
+            out_body = json.dumps({"error": str(exc).splitlines()[0]}).encode()
+        seconds = time.perf_counter() - started
+        self.latencies.append(seconds)
+        self.log.append((method.upper(), path, status, seconds))
+        return status, out_headers, out_body
+
+    def summary(self) -> dict[str, Any]:
+        """Requests served and their latency in the sandbox (median, p99, in milliseconds)."""
+        values = list(self.latencies)
+        if not values:
+            return {"requests": 0}
+        return {"requests": len(values), "median_ms": round(median(values) * 1000, 3),
+                "p99_ms": round(percentile(values, 0.99) * 1000, 3),
+                "max_ms": round(max(values) * 1000, 3)}
+
+
+def _unpack(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Check the guest's response record; a nonsensical status becomes 502."""
+    status = int(response.status)
+    headers = [(str(k), str(v)) for k, v in response.headers if k.lower() not in _HOP_HEADERS]
+    if not 100 <= status <= 599:
+        return 502, [("content-type", "text/plain")], f"bad status {status} from guest".encode()
+    return status, headers, bytes(response.body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns one HTTP request into a call of the edge's component."""
+
+    server_version = "wasi-magic-edge/0.1"
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        edge: EdgeServer = self.server.edge  # type: ignore[attr-defined]
+        if self.headers.get("transfer-encoding"):
+            return self._send(411, [("content-type", "text/plain")], b"send a Content-Length\n")
+        try:
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= edge.max_body:
+            self.close_connection = True
+            return self._send(413, [("content-type", "text/plain")], b"body too large\n")
+        body = self.rfile.read(length) if length else b""
+        try:
+            status, headers, payload = edge.call(self.command, self.path, self.headers.items(), body)
+        except (UsageError, RuntimeFailure) as exc:
+            status, headers, payload = 500, [("content-type", "text/plain")], f"{exc}\n".encode()
+        self._send(status, headers, payload)
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the edge keeps its own log (``EdgeServer.log``)."""
+
+
+def serve(artifact: Artifact | str | os.PathLike[str], caps: Optional[Capabilities] = None,
+          **options: Any) -> EdgeServer:
+    """Start an :class:`EdgeServer` in the background and return it (``.stop()`` it later)."""
+    return EdgeServer(artifact, caps, **options).start()
