@@ -77,7 +77,7 @@ def componentize_py_version() -> str:
         if importlib.util.find_spec("componentize_py") is None:
             raise importlib.metadata.PackageNotFoundError("componentize-py")
         return importlib.metadata.version("componentize-py")
-    except importlib.metadata.PackageNotFoundError:
+    except (importlib.metadata.PackageNotFoundError, ImportError):
         raise BuildError("componentize-py is not installed. Install it with: "
                          "pip install 'componentize-py==0.25.*'") from None
 
