@@ -195,3 +195,57 @@ def test_unload_removes_the_magics() -> None:
     assert "wasi" not in shell.magics_manager.magics["line"]
     shell.run_line_magic("load_ext", "wasi_magic")
     assert "wasi" in shell.magics_manager.magics["line"]
+
+
+P1_GUESTS = Path(__file__).resolve().parent.parent / "guest_src" / "p1"
+
+
+def test_p1_cell_runs_wat_as_a_core_module(ip, in_sandbox, capsys) -> None:
+    result, out, err = cell(ip, "-q --p1 --result R", (P1_GUESTS / "hello.wat").read_text(), capsys)
+    assert result.success, err
+    assert out == "Hello from WASI Preview 1!\n"
+    assert ip.user_ns["R"].status == 0 and ip.user_ns["R"].steps["build"] == "assembled"
+
+
+def test_p1_cell_reports_proc_exit_status(ip, in_sandbox, capsys) -> None:
+    result, out, err = cell(ip, "-q --p1", (P1_GUESTS / "exit_status.wat").read_text(), capsys)
+    assert result.success and err.rstrip().endswith("[exit status 3]")
+
+
+def test_p1_wat_syntax_error_points_at_the_line(ip, in_sandbox, capsys) -> None:
+    result, out, err = cell(ip, "-q --p1", '(module\n  (func (export "_start")\n    i32.bogus))\n',
+                            capsys)
+    assert type(result.error_in_exec).__name__ == "BuildError"
+    assert "line 3, column 5" in str(result.error_in_exec)
+
+
+GREETER_WIT = """package demo:greet;
+world greeter {
+  export greet: func(name: string) -> result<string, string>;
+}"""
+
+GREETER = """import wit_world
+from componentize_py_types import Err
+
+class WitWorld(wit_world.WitWorld):
+    def greet(self, name: str) -> str:
+        if not name:
+            raise Err("an empty name")
+        return f"hello, {name}!"
+"""
+
+
+def test_wit_and_world_cells_give_python_callables(ip, in_sandbox, capsys) -> None:
+    assert ip.run_cell(f"%%wit greeter\n{GREETER_WIT}").success
+    result, out, err = cell(ip, "-q --world greeter --as g", GREETER, capsys)
+    assert result.success, err
+    assert ip.user_ns["g"].greet("wasm") == "hello, wasm!"
+    from wasi_magic.errors import WasiMagicError
+    with pytest.raises(WasiMagicError, match="an empty name"):
+        ip.user_ns["g"].greet("")
+
+
+def test_world_without_wit_is_a_usage_error(ip, in_sandbox, capsys) -> None:
+    result, out, err = cell(ip, "--world nowhere", "x = 1", capsys)
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "%%wit nowhere" in str(result.error_in_exec)

@@ -32,6 +32,8 @@ from .errors import BuildError, GuestImportError
 WIT_DIR = Path(__file__).with_name("wit")
 CELL_WORLD = "cell"
 _STATS_FILE = "build-stats.json"
+#: One line per componentize-py build: ``<unix time> <key> <seconds>``.
+BUILD_LOG = "builds.log"
 _COMPONENTIZE = ("import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
                  "sys.exit(componentize_py.script())")
 
@@ -219,10 +221,20 @@ def estimate_seconds(cache: Cache) -> float | None:
     return None
 
 
-def _record_seconds(cache: Cache, seconds: float) -> None:
+def _record_seconds(cache: Cache, seconds: float, key: str = "") -> None:
     stats = cache.read_json(_STATS_FILE)
     stats = stats if isinstance(stats, list) else []
     cache.write_json(_STATS_FILE, (stats + [round(seconds, 2)])[-20:])
+    cache.append_text(BUILD_LOG, f"{time.time():.0f} {key or '-'} {seconds:.2f}\n")
+
+
+def builds_logged(cache: Cache | None = None) -> int:
+    """How many componentize-py builds this cache has seen (one line each in ``builds.log``)."""
+    cache = cache if cache is not None else default_cache()
+    try:
+        return len((cache.root / BUILD_LOG).read_text(encoding="utf-8").splitlines())
+    except OSError:
+        return 0
 
 
 def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str, name: str,
@@ -248,7 +260,7 @@ def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str
         seconds = time.perf_counter() - started
         if not out.exists():
             raise _explain_failure(log, generated)
-        _record_seconds(cache, seconds)
+        _record_seconds(cache, seconds, key)
         meta = {"build_seconds": round(seconds, 3), "componentize_py": version,
                 "created": time.time()}
         entry = cache.put_file("builds", key, ".wasm", out, meta, move=True)
@@ -395,7 +407,7 @@ def _build_world_fresh(source: str, folders: tuple[Path, ...], filename: str, ke
 def _store_build(out: Path, key: str, name: str, seconds: float, cache: Cache,
                  world: str | None) -> Artifact:
     """Move a freshly built component into the cache and describe it."""
-    _record_seconds(cache, seconds)
+    _record_seconds(cache, seconds, key)
     meta = {"build_seconds": round(seconds, 3), "componentize_py": componentize_py_version(),
             "created": time.time(), "world": world}
     entry = cache.put_file("builds", key, ".wasm", out, meta, move=True)

@@ -174,6 +174,16 @@ class Cache:
         except OSError:
             pass
 
+    def append_text(self, name: str, text: str) -> None:
+        """Append a short line to a log at the cache root; errors are ignored."""
+        if self._section(".") is None:
+            return
+        try:
+            with open(self.root / name, "a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError:
+            pass
+
     def info(self) -> dict[str, Any]:
         """Where the cache is, how many entries of each kind and how many bytes."""
         sections: dict[str, dict[str, int]] = {}

@@ -583,6 +583,9 @@ def load(artifact: Artifact | str | os.PathLike[str], caps: Optional[Capabilitie
     ``"64MiB"``). ``stdout``/``stderr`` receive the guest's output as it is
     written; each call's output is also kept in ``last_stdout``/``last_stderr``.
 
+    ``runtime`` defaults to :func:`host_runtime`, a private engine: calls on
+    the runtime ``%%wasi`` uses would trap when one of its runs times out.
+
     The component is instantiated once here, so a component that cannot start
     (missing imports, too little memory) fails now with :class:`RuntimeFailure`.
     """

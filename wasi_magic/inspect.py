@@ -65,8 +65,11 @@ class WasmInfo:
                  else "core module (WASI Preview 1)")
         lines = [f"{self.path.name}: {label}, {format_size(self.size)}",
                  f"imports ({len(self.imports)}):"]
+        from .preview1 import WASI_P1, WASI_P1_FUNCTIONS  # (preview1 imports this module)
         for name in self.imports:
-            meaning = WASI_INTERFACES.get(name.partition("@")[0])
+            module, _, function = name.partition(".")
+            meaning = WASI_INTERFACES.get(name.partition("@")[0]) or (
+                WASI_P1_FUNCTIONS.get(function) if module == WASI_P1 else None)
             lines.append(f"  {name}" + (f"  - {meaning}" if meaning else ""))
         lines.append(f"exports ({len(self.exports)}):")
         lines += [f"  {name}" for name in self.exports]

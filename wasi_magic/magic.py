@@ -100,6 +100,11 @@ class WasiMagics(Magics):
     #: The session's default mode: 'build' (each cell its own component) or 'quick'.
     mode = "build"
 
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        #: WIT documents stored by ``%%wit NAME`` cells.
+        self.wits: dict[str, str] = {}
+
     @magic_arguments()
     @_capability_arguments
     @argument("--path", action="append", default=[], metavar="DIR",
@@ -115,6 +120,15 @@ class WasiMagics(Magics):
     @argument("--panel", action="store_true",
               help="Show a capability panel: tick and untick grants and re-run the built "
                    "component at once (output appears below the panel).")
+    @argument("--world", metavar="NAME",
+              help="Build the cell as a component of the WIT world NAME (from a %%%%wit NAME "
+                   "cell or --wit FILE) and bind it, loaded, to a variable (see --as).")
+    @argument("--wit", metavar="FILE", help="Read the world's WIT from FILE.")
+    @argument("--as", dest="as_var", metavar="VAR",
+              help="With --world: the variable to bind the loaded component to (default: NAME).")
+    @argument("--p1", action="store_true",
+              help="The cell is WebAssembly text (WAT): assemble it and run it as a WASI "
+                   "Preview 1 core module.")
     @argument("--quick", action="store_true", default=None,
               help="Run in the quick-mode sandbox (no build; a fixed set of stdlib modules).")
     @argument("--build", action="store_false", dest="quick",
@@ -146,6 +160,10 @@ class WasiMagics(Magics):
         caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         status = Status(enabled=not ns.quiet)
+        if ns.p1:
+            return self._run_p1(cell, caps, limits, ns, status)
+        if ns.world or ns.wit:
+            return self._build_world(cell, caps, limits, ns, status)
         started = time.perf_counter()
         quick = self.mode == "quick" if ns.quick is None else ns.quick
         run_caps = caps
@@ -198,6 +216,78 @@ class WasiMagics(Magics):
         result.compile_seconds += compile_seconds
         result.steps["component"] = how  # how it was obtained before the run
         result.steps["build"] = "cached" if artifact.cached else "built"
+        self._finish(result, ns)
+
+    def _build_world(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
+                     status: Status) -> None:
+        """``%%wasi --world NAME``: build the cell against a WIT world and bind it, loaded."""
+        from .host import load
+        from .warm import world_name
+        if not ns.world:
+            raise UsageError("--wit FILE needs --world NAME: the world of FILE to build.")
+        if ns.quick or ns.p1 or ns.panel:
+            raise UsageError("--world builds a typed component: it cannot be combined with "
+                             "--quick, --p1 or --panel.")
+        if ns.wit:
+            wit_path = Path(ns.wit).expanduser()
+            if not wit_path.is_file():
+                raise UsageError(f"--wit {ns.wit!r}: no such file.")
+            wit = wit_path.read_text(encoding="utf-8")
+        elif ns.world in self.wits:
+            wit = self.wits[ns.world]
+        else:
+            known = ", ".join(sorted(self.wits)) or "none yet"
+            raise UsageError(f"--world {ns.world}: no WIT named {ns.world!r}. Define it in a "
+                             f"'%%wit {ns.world}' cell first (defined: {known}) or give --wit FILE.")
+        try:
+            artifact = build(cell, paths=ns.path, progress=status.progress, wit=wit,
+                             world=world_name(ns.world, wit))
+        except KeyboardInterrupt:
+            raise _stopped("build cancelled") from None
+        how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"
+        target = ns.as_var or ns.world.replace("-", "_")
+        guest = load(artifact, caps, timeout=limits.timeout, max_memory=limits.max_memory)
+        summary = f"wasi: world {ns.world} {how} · {format_size(artifact.size)} → {target}"
+        if ns.output:
+            out_path = Path(ns.output).expanduser()
+            shutil.copyfile(artifact.path, out_path)
+            summary += f" · saved to {out_path}"
+        status.done(summary)
+        self.shell.user_ns[target] = guest
+
+    @cell_magic("wit")
+    def wit_cell(self, line: str, cell: str) -> None:
+        """Store a WIT document for this session: ``%%wit NAME``.
+
+        ``%%wasi --world NAME`` then builds a cell against it.
+        """
+        name = line.strip()
+        if not name or " " in name:
+            raise IPythonUsageError("usage: %%wit NAME (one word), then the WIT document")
+        self.wits[name] = cell
+
+    def _run_p1(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
+                status: Status) -> None:
+        """``%%wasi --p1``: the cell is WAT, run as a WASI Preview 1 core module."""
+        from .preview1 import assemble, run_module
+        if ns.quick or ns.path or ns.panel:
+            raise UsageError("--p1 runs WebAssembly text as it is: it cannot be combined "
+                             "with --quick, --path or --panel.")
+        wasm = assemble(cell, name="cell.wat")
+        summary = f"wasi: assembled {format_size(len(wasm))} (core module, WASI Preview 1)"
+        if ns.output:
+            target = Path(ns.output).expanduser()
+            target.write_bytes(wasm)
+            summary += f" · saved to {target}"
+        status.done(summary)
+        stdout, stderr = sys.stdout, sys.stderr
+        try:
+            result = run_module(wasm, caps, limits=limits, name="cell.wasm",
+                                stdout=None if ns.out else _writer(stdout),
+                                stderr=None if ns.err else _writer(stderr))
+        except KeyboardInterrupt as exc:
+            raise _stopped(str(exc) or "guest interrupted") from None
+        result.steps["build"] = "assembled"
         self._finish(result, ns)
 
     def _finish(self, result: RunResult, ns: Any) -> None:

@@ -11,6 +11,7 @@ quick-mode sandbox, which is always built.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +23,33 @@ from .errors import UsageError, WasiMagicError
 
 @dataclass(frozen=True)
 class CellToBuild:
-    """One ``%%wasi`` cell found in a notebook."""
+    """One build a notebook will ask for: a ``%%wasi`` cell or a ``%wasi build`` line."""
 
     notebook: Path
     index: int
-    source: str
+    source: str | Path
     paths: tuple[str, ...]
     quick: bool
+    #: For ``%%wasi --world NAME`` cells: the WIT text of the ``%%wit NAME`` cell and the world.
+    wit: str | None = None
+    world: str | None = None
+
+
+def _flag_values(flags: list[str], name: str) -> tuple[str, ...]:
+    return tuple(flags[i + 1] for i, word in enumerate(flags[:-1]) if word == name)
+
+
+def world_name(name: str, wit_text: str) -> str | None:
+    """The world to build for ``%%wasi --world NAME``: NAME if the WIT declares it, else
+    None (componentize-py then takes the document's only world)."""
+    return name if re.search(rf"\bworld\s+{re.escape(name)}\b", wit_text) else None
 
 
 def cell_body(source: str) -> tuple[str, str]:
     """Split a cell into its magic line (without ``%%``) and the body IPython passes on."""
+    # IPython ends every cell with a newline before handing the body to the magic.
+    if not source.endswith("\n"):
+        source += "\n"
     first, _, body = source.partition("\n")
     return first[2:], body
 
@@ -43,19 +60,40 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
         document = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"Cannot read notebook {str(notebook)!r}: {exc}") from None
+    wits: dict[str, str] = {}
     for index, cell in enumerate(document.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
-        if not source.startswith("%%wasi"):
+        if source.startswith("%%wit"):
+            line, body = cell_body(source)
+            words = shlex.split(line)[1:]
+            if words:
+                wits[words[0]] = body
             continue
-        line, body = cell_body(source)
-        words = shlex.split(line)[1:]
-        flags = words[: words.index("--")] if "--" in words else words
-        paths = tuple(flags[i + 1] for i, word in enumerate(flags[:-1]) if word == "--path")
-        quick = "--quick" in flags
-        yield CellToBuild(notebook, index, body, paths, quick)
+        if source.startswith("%%wasi"):
+            line, body = cell_body(source)
+            words = shlex.split(line)[1:]
+            flags = words[: words.index("--")] if "--" in words else words
+            if "--p1" in flags:
+                continue
+            worlds = _flag_values(flags, "--world")
+            wit = wit_files = None
+            if worlds:
+                wit_files = _flag_values(flags, "--wit")
+                wit = (notebook.parent / wit_files[0]).read_text(encoding="utf-8") \
+                    if wit_files else wits.get(worlds[0])
+                if wit is None:
+                    continue  # the magic will report the missing %%wit cell
+            yield CellToBuild(notebook, index, body, _flag_values(flags, "--path"),
+                              "--quick" in flags, wit, world_name(worlds[0], wit) if worlds else None)
+            continue
+        for text in source.splitlines():
+            words = shlex.split(text.strip()) if text.strip().startswith("%wasi build ") else []
+            if len(words) >= 3 and words[2].endswith(".py"):
+                yield CellToBuild(notebook, index, Path(words[2]), _flag_values(words, "--path"),
+                                  False)
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
@@ -66,7 +104,10 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     that cannot be built (e.g. a lesson showing a build error on purpose) is
     reported and skipped.
     """
+    from .runtime import default_runtime
+    runtime = default_runtime()
     built = [build("", quick=True, progress=progress)]
+    runtime.component(built[0])  # compiled too, into the compiled-component cache
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
     for notebook in _notebooks(targets):
         for cell in wasi_cells(notebook):
@@ -75,10 +116,11 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
             where = f"{notebook.name} cell {cell.index}"
             try:
                 artifact = build(cell.source, paths=cell.paths, cwd=notebook.parent,
-                                 progress=progress)
+                                 progress=progress, wit=cell.wit, world=cell.world)
             except WasiMagicError as exc:
                 report(f"{where}: not built ({str(exc).splitlines()[0]})")
                 continue
+            runtime.component(artifact)
             built.append(artifact)
             report(f"{where}: {'cached' if artifact.cached else 'built'}")
     return built

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -129,7 +130,7 @@ def module_name(filename: str, taken: Sequence[str] = ()) -> str:
     """The module name the user's source runs as: its file's stem, or ``cell``."""
     stem = Path(filename).stem if not filename.startswith("<") else "cell"
     if not stem.isidentifier() or stem in taken or stem in (WORLD_APP, SOURCE_MODULE) \
-            or stem in BINDING_MODULES:
+            or stem in BINDING_MODULES or stem in sys.stdlib_module_names:
         return "wasi_magic_user"
     return stem
 

@@ -1,0 +1,137 @@
+"""Replay the Binder build locally and check that the lessons then build nothing.
+
+Run: ``python binder/replay.py [--json PATH]``. In a temporary copy of the
+repository, with a fresh HOME (hence a fresh wasi-magic cache) and a fresh
+virtual environment, it:
+
+1. installs ``binder/requirements.txt`` as repo2docker would;
+2. runs every lesson once on the empty cache (the cold run), then empties it;
+3. runs ``binder/postBuild``;
+4. runs every lesson again (the warm run), counting componentize-py builds.
+
+It prints the cold and warm lesson times, the builds of each run and the
+cache's size, writes them as JSON, and exits non-zero if the warm run built
+anything or a lesson failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXECUTE = """
+import sys, time, nbformat, nbclient
+path = sys.argv[1]
+nb = nbformat.read(path, as_version=4)
+nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                        resources={"metadata": {"path": "."}}).execute()
+"""
+
+
+def copy_repository(target: Path) -> Path:
+    """Copy the files git knows (as a fresh clone would have them) into ``target``."""
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for name in names:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Run a command, failing loudly; returns its wall-clock seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def builds(cache: Path) -> int:
+    """componentize-py builds recorded in the cache's build log."""
+    log = cache / "builds.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def run_lessons(python: str, repo: Path, env: dict[str, str]) -> dict[str, float]:
+    """Execute every lesson top to bottom in its own folder; seconds per lesson."""
+    times = {}
+    for notebook in sorted((repo / "lessons").glob("*.ipynb")):
+        times[notebook.name] = run([python, "-c", EXECUTE, notebook.name], env, notebook.parent)
+    return times
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "binder-replay.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="binder-replay-") as tmp:
+        base = Path(tmp)
+        repo = copy_repository(base / "repo")
+        home = base / "home"
+        home.mkdir()
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("VIRTUAL_ENV", "WASI_MAGIC_CACHE", "PYTHONPATH")}
+        env.update(HOME=str(home), PIP_DISABLE_PIP_VERSION_CHECK="1",
+                   PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR",
+                                                str(Path.home() / ".cache" / "pip")))
+        venv = base / "venv"
+        run([sys.executable, "-m", "venv", str(venv)], env, base)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        python = str(venv / "bin" / "python")
+        install = run([python, "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"],
+                      env, repo)
+        run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", "."], env, repo)
+        cache = home / ".cache" / "wasi-magic"
+
+        cold = run_lessons(python, repo, env)
+        cold_builds = builds(cache)
+        shutil.rmtree(cache, ignore_errors=True)
+
+        post_build = run(["bash", "binder/postBuild"], env, repo)
+        after_post_build = builds(cache)
+        cache_bytes = folder_size(cache)
+        warm = run_lessons(python, repo, env)
+        warm_builds = builds(cache) - after_post_build
+
+    report = {
+        "install_seconds": round(install, 1),
+        "postbuild_seconds": round(post_build, 1),
+        "postbuild_builds": after_post_build,
+        "cold": {"seconds": round(sum(cold.values()), 1), "builds": cold_builds,
+                 "per_lesson": {k: round(v, 1) for k, v in cold.items()}},
+        "warm": {"seconds": round(sum(warm.values()), 1), "builds": warm_builds,
+                 "per_lesson": {k: round(v, 1) for k, v in warm.items()}},
+        "cache_bytes": cache_bytes,
+    }
+    report["warm_over_cold"] = round(report["warm"]["seconds"] / max(report["cold"]["seconds"], 1e-9), 3)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(f"lessons cold: {report['cold']['seconds']} s with {cold_builds} builds")
+    print(f"postBuild:    {report['postbuild_seconds']} s, {after_post_build} builds, "
+          f"cache {cache_bytes / 2**20:.0f} MiB")
+    print(f"lessons warm: {report['warm']['seconds']} s with {warm_builds} builds "
+          f"({report['warm_over_cold']:.1%} of cold)")
+    for name in warm:
+        print(f"  {name}: cold {cold[name]:.1f} s, warm {warm[name]:.1f} s")
+    print(json.dumps(report))
+    return 1 if warm_builds else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
