@@ -50,3 +50,12 @@ def test_core_module_is_named_as_such(sandbox: Path) -> None:
     assert "core module (WASI Preview 1)" in looked.stdout and "_start" in looked.stdout
     ran = cli("run", "p1.wasm", cwd=sandbox)  # run as a Preview 1 command (wasi_magic.preview1)
     assert (ran.returncode, ran.stdout, ran.stderr) == (0, "", "")
+
+
+def test_inspect_core_shows_preview1_inside_a_component(probe, sandbox: Path) -> None:
+    looked = cli("inspect", "--core", str(probe.path), cwd=sandbox)
+    assert looked.returncode == 0, looked.stderr
+    assert "core modules inside the component" in looked.stdout
+    assert "libpython3.14.so" in looked.stdout
+    assert "from wasi_snapshot_preview1   <- WASI Preview 1" in looked.stdout
+    assert "wasi:filesystem/types@0.2.0" in looked.stdout

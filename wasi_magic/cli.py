@@ -66,6 +66,8 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
 
     look = sub.add_parser("inspect", help="what a .wasm is and what it imports and exports")
     look.add_argument("wasm", metavar="PATH.wasm")
+    look.add_argument("--core", action="store_true",
+                      help="list the core modules inside a component and their imports")
 
     warm = sub.add_parser("warm", help="build the quick-mode sandbox and the %%%%wasi cells "
                                        "of notebooks ahead of time")
@@ -130,7 +132,11 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"))
         return 0
     if ns.command == "inspect":
-        out.write(inspect_wasm(ns.wasm).format() + "\n")
+        if ns.core:
+            from .inspect import describe_core_modules
+            out.write(describe_core_modules(ns.wasm) + "\n")
+        else:
+            out.write(inspect_wasm(ns.wasm).format() + "\n")
         return 0
     cache = default_cache()
     if ns.action == "clear":

@@ -83,6 +83,32 @@ def wasm_kind(data: bytes) -> str:
     return "module" if data[4:8] == b"\x01\x00\x00\x00" else "component"
 
 
+def describe_core_modules(path: str | os.PathLike[str]) -> str:
+    """The core modules inside a component and what each imports (``inspect --core``).
+
+    A Preview 2 component is built from core modules: the interpreter and libc
+    still call WASI Preview 1 style functions, which an adapter module inside
+    the component turns into Preview 2 calls.
+    """
+    from .binary import core_modules
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    if wasm_kind(data) != "component":
+        raise RuntimeFailure(f"{str(file)!r} is a core module already: use inspect without --core.")
+    modules = core_modules(data)
+    lines = [f"{file.name}: {len(modules)} core modules inside the component"]
+    for module in modules:
+        label = module.name or "(unnamed)"
+        lines.append(f"  [{module.index}] {label}, {format_size(module.size)}")
+        for source, count in sorted(module.import_modules().items(), key=lambda kv: -kv[1])[:8]:
+            mark = "   <- WASI Preview 1" if source == "wasi_snapshot_preview1" else ""
+            lines.append(f"        imports {count:4d} from {source or '(instance)'}{mark}")
+    return "\n".join(lines)
+
+
 def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
     """Describe a ``.wasm`` file: kind, size, imports and exports."""
     file = Path(path)

@@ -1,0 +1,137 @@
+"""Just enough of the WebAssembly binary formats to look inside a component.
+
+A component built by componentize-py is made of core modules (libpython, the
+WASI Preview 1 adapter, glue) wired together. :func:`core_modules` finds them
+and lists their imports, without compiling anything, to show that Preview 1
+still lives inside a Preview 2 component.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_CORE_MODULE_SECTION = 1   # in a component: a nested core module
+_COMPONENT_SECTION = 4     # in a component: a nested component
+_CUSTOM_SECTION = 0
+_IMPORT_SECTION = 2        # in a core module
+
+
+@dataclass(frozen=True)
+class CoreModule:
+    """A core module embedded in a component: its name (if any), size and imports."""
+
+    index: int
+    name: str
+    size: int
+    imports: tuple[tuple[str, str], ...]
+
+    def import_modules(self) -> dict[str, int]:
+        """How many functions (and other items) it imports from each module."""
+        counts: dict[str, int] = {}
+        for module, _ in self.imports:
+            counts[module] = counts.get(module, 0) + 1
+        return counts
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data, self.pos = data, pos
+
+    def byte(self) -> int:
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def leb(self) -> int:
+        result = shift = 0
+        while True:
+            value = self.byte()
+            result |= (value & 0x7F) << shift
+            if value < 0x80:
+                return result
+            shift += 7
+
+    def name(self) -> str:
+        size = self.leb()
+        text = self.data[self.pos:self.pos + size].decode("utf-8", errors="replace")
+        self.pos += size
+        return text
+
+    def sections(self, end: int):
+        while self.pos < end:
+            section_id = self.byte()
+            size = self.leb()
+            start = self.pos
+            yield section_id, start, start + size
+            self.pos = start + size
+
+
+def _skip_limits(reader: _Reader) -> None:
+    flags = reader.byte()
+    reader.leb()
+    if flags & 1:
+        reader.leb()
+
+
+def module_imports(data: bytes, start: int = 8, end: int | None = None) -> tuple[tuple[str, str], ...]:
+    """``(module, name)`` of every import of the core module in ``data[start - 8:end]``."""
+    reader = _Reader(data, start)
+    found: list[tuple[str, str]] = []
+    for section_id, begin, finish in reader.sections(len(data) if end is None else end):
+        if section_id != _IMPORT_SECTION:
+            continue
+        inner = _Reader(data, begin)
+        for _ in range(inner.leb()):
+            module, name = inner.name(), inner.name()
+            kind = inner.byte()
+            if kind == 0x00:      # function: type index
+                inner.leb()
+            elif kind == 0x01:    # table: reference type and limits
+                inner.byte()
+                _skip_limits(inner)
+            elif kind == 0x02:    # memory: limits
+                _skip_limits(inner)
+            elif kind == 0x03:    # global: value type and mutability
+                inner.byte()
+                inner.byte()
+            elif kind == 0x04:    # tag: attribute and type index
+                inner.byte()
+                inner.leb()
+            else:
+                raise ValueError(f"unknown import kind {kind:#x}")
+            found.append((module, name))
+    return tuple(found)
+
+
+def _module_name(data: bytes, start: int, end: int) -> str:
+    """The module's name from its ``name`` custom section, if it has one."""
+    reader = _Reader(data, start)
+    for section_id, begin, finish in reader.sections(end):
+        if section_id != _CUSTOM_SECTION:
+            continue
+        inner = _Reader(data, begin)
+        if inner.name() != "name":
+            continue
+        while inner.pos < finish:
+            sub_id, size = inner.byte(), inner.leb()
+            if sub_id == 0:
+                return inner.name()
+            inner.pos += size
+    return ""
+
+
+def core_modules(data: bytes) -> list[CoreModule]:
+    """The core modules inside a component binary (nested components included)."""
+    found: list[CoreModule] = []
+
+    def walk(start: int, end: int) -> None:
+        reader = _Reader(data, start + 8)
+        for section_id, begin, finish in reader.sections(end):
+            if section_id == _CORE_MODULE_SECTION:
+                found.append(CoreModule(len(found), _module_name(data, begin + 8, finish),
+                                        finish - begin, module_imports(data, begin + 8, finish)))
+            elif section_id == _COMPONENT_SECTION:
+                walk(begin, finish)
+
+    walk(0, len(data))
+    return found
