@@ -9,7 +9,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import pytest
 
 from conftest import ROOT, python_child
 from wasi_magic import Capabilities, build, run

@@ -35,7 +35,8 @@ from .errors import BuildError, RuntimeFailure
 from .inspect import wasm_kind
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
-from .runtime import RunResult, _describe_trap, _interrupt_guard, _require_wasmtime, _Watch
+from .runtime import (RunResult, _describe_trap, _interrupt_guard, _require_wasmtime, _Watch,
+                      wasi_config)
 
 try:
     import wasmtime
@@ -297,7 +298,7 @@ def run_module(
     with tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
             if caps.stdin is not None else _no_directory() as stdin_dir:
         store = instance = start = None
-        config = _wasi_config(caps, name, write_out, write_err, stdin_dir)
+        config = wasi_config(caps, name, write_out, write_err, stdin_dir)
         handles = _output_handles(write_out, write_err)
         started = time.perf_counter()
         try:
@@ -345,25 +346,6 @@ def run_module(
     if watch.interrupted:
         raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
     return result
-
-
-def _wasi_config(caps: Capabilities, name: str, write_out: Callable[[bytes], None],
-                 write_err: Callable[[bytes], None], stdin_dir: str | None) -> Any:
-    """A WasiConfig granting exactly ``caps`` (as :meth:`Runtime._wasi_config` does)."""
-    config = wasmtime.WasiConfig()
-    config.argv = [name, *caps.args]
-    config.env = [list(pair) for pair in caps.env]
-    for grant in caps.dirs:
-        config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
-    if caps.stdin_file is not None:
-        config.stdin_file = str(caps.stdin_file)
-    elif caps.stdin is not None and stdin_dir is not None:
-        stdin_path = Path(stdin_dir, "stdin")
-        stdin_path.write_bytes(caps.stdin)
-        config.stdin_file = str(stdin_path)
-    config.stdout_custom = write_out
-    config.stderr_custom = write_err
-    return config
 
 
 def _trap_message(exc: Exception, watch: _Watch, limits: Limits, seconds: float) -> str:

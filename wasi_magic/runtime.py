@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .builder import Artifact, default_cache
 from .cache import Cache, file_sha256
@@ -230,7 +230,7 @@ class Runtime:
         with self._lock, tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
                 if caps.stdin is not None else _nothing() as stdin_dir:
             store = wasmtime.Store(flavor.engine)
-            store.set_wasi(self._wasi_config(caps, name, out, err, stdin_dir))
+            store.set_wasi(wasi_config(caps, name, out.write, err.write, stdin_dir))
             if limits.max_memory:
                 store.set_limits(memory_size=limits.max_memory)
             if limits.fuel:
@@ -276,22 +276,30 @@ class Runtime:
             raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
 
-    def _wasi_config(self, caps: Capabilities, name: str, out: OutputSink, err: OutputSink,
-                     stdin_dir: str | None) -> Any:
-        config = wasmtime.WasiConfig()
-        config.argv = [name, *caps.args]
-        config.env = [list(pair) for pair in caps.env]
-        for grant in caps.dirs:
-            config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
-        if caps.stdin_file is not None:
-            config.stdin_file = str(caps.stdin_file)
-        elif caps.stdin is not None and stdin_dir is not None:
-            path = Path(stdin_dir, "stdin")
-            path.write_bytes(caps.stdin)
-            config.stdin_file = str(path)
-        config.stdout_custom = out.write
-        config.stderr_custom = err.write
-        return config
+
+def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
+                stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> Any:
+    """A :class:`wasmtime.WasiConfig` granting exactly ``caps`` and nothing else.
+
+    ``name`` is ``argv[0]``; ``stdout``/``stderr`` receive the guest's bytes
+    (returning None, which Wasmtime reads as "all written"); ``--stdin-text``
+    is written to a file in ``stdin_dir``. Used for components, Preview 1
+    modules and typed worlds alike.
+    """
+    config = wasmtime.WasiConfig()
+    config.argv = [name, *caps.args]
+    config.env = [list(pair) for pair in caps.env]
+    for grant in caps.dirs:
+        config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
+    if caps.stdin_file is not None:
+        config.stdin_file = str(caps.stdin_file)
+    elif caps.stdin is not None and stdin_dir is not None:
+        path = Path(stdin_dir, "stdin")
+        path.write_bytes(caps.stdin)
+        config.stdin_file = str(path)
+    config.stdout_custom = stdout
+    config.stderr_custom = stderr
+    return config
 
 
 def _run_function(instance: Any, store: Any, name: str) -> Any:
