@@ -31,8 +31,20 @@ __all__ = [
     "Artifact", "BuildError", "BuildProgress", "Cache", "Capabilities", "CapabilityError",
     "DirGrant", "GuestImportError", "RunResult", "Runtime", "RuntimeFailure", "UsageError",
     "WasiMagicError", "WasmInfo", "build", "cache_dir", "default_runtime", "inspect_wasm",
-    "run", "load_ipython_extension", "unload_ipython_extension",
+    "run", "load", "run_quick", "load_ipython_extension", "unload_ipython_extension",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The typed-world host and quick mode import wasmtime eagerly; load them on first use
+    # so that `import wasi_magic` works (and explains) without it.
+    if name == "load":
+        from .host import load
+        return load
+    if name == "run_quick":
+        from .quick import run_quick
+        return run_quick
+    raise AttributeError(f"module 'wasi_magic' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

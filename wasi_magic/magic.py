@@ -214,8 +214,9 @@ class WasiMagics(Magics):
             raise _stopped(str(exc) or "guest interrupted") from None
         result.build_seconds = build_seconds
         result.compile_seconds += compile_seconds
+        result.capabilities = caps  # as the user granted them (without quick mode's carrier)
         result.steps["component"] = how  # how it was obtained before the run
-        result.steps["build"] = "cached" if artifact.cached else "built"
+        result.steps["build"] = "quick" if quick else "cached" if artifact.cached else "built"
         self._finish(result, ns)
 
     def _build_world(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,

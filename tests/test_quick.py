@@ -1,0 +1,87 @@
+"""Quick mode: one sandbox component, any cell, fresh instance per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from wasi_magic import BuildError, Capabilities
+from wasi_magic.quick import quick_sandbox, run_quick
+
+
+@pytest.fixture(scope="module")
+def sandbox_component(shared_cache: Path):
+    return quick_sandbox()
+
+
+def test_runs_source_with_exactly_the_granted_capabilities(sandbox_component, sandbox: Path) -> None:
+    source = "import os, sys\nprint(sys.argv[1:], sorted(os.environ))\nprint(open('/data/input.txt').read())"
+    granted = run_quick(source, Capabilities.parse(["data::/data::ro"], ["A=1"], ["x"], cwd=sandbox))
+    assert granted.stdout == "['x'] ['A']\nhello file\n\n"
+    assert granted.steps["build"] == "quick"
+    assert granted.capabilities.env == (("A", "1"),)  # the source's carrier is not reported
+    refused = run_quick(source, Capabilities.parse(cwd=sandbox))
+    assert refused.status == 1 and "FileNotFoundError" in refused.stderr
+
+
+def test_traceback_uses_the_cell_lines(sandbox_component) -> None:
+    result = run_quick("x = 1\ny = 2\nraise KeyError('boom')\n")
+    assert 'File "<cell>", line 3, in <module>' in result.stderr
+    assert "wasi_magic_runner" not in result.stderr
+    assert result.stderr.rstrip().endswith("KeyError: 'boom'")
+
+
+def test_syntax_error_before_running(sandbox_component) -> None:
+    with pytest.raises(BuildError, match="line 2"):
+        run_quick("print(1)\nprint(\n")
+
+
+def test_nothing_leaks_between_runs(sandbox_component) -> None:
+    first = run_quick("import json\njson.LEAK = 1\nSECRET = 42\nprint('set')")
+    second = run_quick("import json\nprint(hasattr(json, 'LEAK'), 'SECRET' in globals())")
+    assert (first.stdout, second.stdout) == ("set\n", "False False\n")
+
+
+def test_modules_outside_the_sandbox_suggest_build_mode(sandbox_component) -> None:
+    result = run_quick("import json\nimport numpy\n")
+    assert "No module named 'numpy' in the quick-mode sandbox" in result.stderr
+    assert "without --quick" in result.stderr
+    assert 'File "<cell>", line 2' in result.stderr and "wasi_magic_runner" not in result.stderr
+
+
+def test_a_broad_stdlib_is_there(sandbox_component) -> None:
+    source = ("import json, re, math, statistics, collections, datetime, csv, pathlib, decimal, "
+              "hashlib, textwrap, random, itertools, functools, dataclasses, xml.etree.ElementTree, "
+              "urllib.parse, sqlite3, zlib\n"
+              "print(statistics.mean([1, 2, 3]), hashlib.sha256(b'').hexdigest()[:8])")
+    assert run_quick(source).stdout == "2 e3b0c442\n"
+
+
+def test_limits_apply(sandbox_component) -> None:
+    result = run_quick("while True:\n    pass\n", timeout=1)
+    assert result.trap == "stopped by the time limit: ran 1.0 s of --timeout 1 s"
+
+
+def test_magic_flag_and_session_mode(sandbox_component, sandbox: Path, capsys) -> None:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "wasi_magic")
+    old = os.getcwd()
+    os.chdir(sandbox)
+    try:
+        assert shell.run_cell("%%wasi -q --quick --result R\nprint('quick')").success
+        assert shell.user_ns["R"].steps["build"] == "quick"
+        shell.run_line_magic("wasi", "config --mode quick")
+        shell.run_cell("%%wasi -q --result R --dir data::/data\nprint(open('/data/input.txt').read())")
+        assert shell.user_ns["R"].steps["build"] == "quick"
+        assert shell.user_ns["R"].stdout == "hello file\n\n"
+        bad = shell.run_cell("%%wasi -q --path .\nprint(1)")
+        assert "--path needs build mode" in str(bad.error_in_exec)
+        shell.run_cell("%%wasi -q --build --result R\nprint('built')")
+        assert shell.user_ns["R"].steps["build"] in ("built", "cached")
+    finally:
+        shell.run_line_magic("wasi", "config --mode build")
+        os.chdir(old)
+    assert "wasi: mode = quick" in capsys.readouterr().out
