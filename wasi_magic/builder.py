@@ -276,9 +276,11 @@ def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str
 def _run_componentize(command: list[str], work: Path, started: float,
                       estimate: float | None, progress: ProgressCallback | None) -> str:
     env = dict(os.environ)
-    # componentize-py scans $VIRTUAL_ENV's site-packages on every build; the
-    # guest only needs our app folder and the --path folders.
+    # The guest may import only our app folder and the --path folders (they are
+    # in the cache key); componentize-py would add $VIRTUAL_ENV's site-packages.
+    # Without Rust backtraces a failure's own message stays in the log's tail.
     env.pop("VIRTUAL_ENV", None)
+    env["RUST_BACKTRACE"] = "0"
     env.pop("PYTHONPATH", None)
     log_path = work / "componentize-py.log"
     with open(log_path, "wb") as log:
@@ -320,7 +322,11 @@ def _explain_failure(log: str, generated: guest.GuestSource) -> BuildError:
                 + "\nThe guest runs CPython compiled to WebAssembly: modules that need C "
                   "extensions, threads or processes the guest lacks cannot be imported.",
                 log=log)
-    tail = "\n".join(line for line in log.strip().splitlines()[-12:])
+    lines = [line for line in log.strip().splitlines()
+             if not line.lstrip().startswith(("at /", "Stack backtrace", "stack backtrace"))
+             and not line.lstrip()[:1].isdigit()]
+    key = [line for line in lines if "panicked at" in line or line.startswith(("Error", "Caused by"))]
+    tail = "\n".join((key[:3] + ["..."] if key else []) + lines[-10:])
     return BuildError("componentize-py could not build the cell. Its last words:\n" + tail, log=log)
 
 
