@@ -66,6 +66,8 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "nested-repr": (LIMITED, ("guest trapped: call stack exhausted",)),  # C-level recursion
     "output-flood": (LIMITED, ("stdout truncated after 64.0 KiB", "stopped by the time limit")),
     "sleep-forever": (LIMITED, ("stopped by the time limit: ran 2.0 s of --timeout 2 s",)),
+    "abort": ("", ("guest trapped: wasm `unreachable` instruction executed", "libc.so!abort")),
+    "burn-fuel": ("--fuel 50_000_000", ("stopped by the fuel limit: used all 50,000,000 units",)),
 }
 
 

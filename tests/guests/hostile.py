@@ -168,6 +168,8 @@ ATTACKS = {
     "nested-repr": nested_repr,
     "output-flood": flood,
     "sleep-forever": sleep_forever,
+    "abort": os.abort,
+    "burn-fuel": loop_forever,
 }
 
 
