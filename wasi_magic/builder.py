@@ -10,6 +10,7 @@ the cell source, the guest runner, the WIT world, the contents of every
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -99,9 +100,9 @@ def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
             digest.update(b"\0")
 
 
-def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
-              quick: bool = False) -> str:
-    """The cache key of a cell: a hash of every input that shapes the component."""
+@functools.lru_cache(maxsize=2)
+def _builder_digest(quick: bool) -> "hashlib._Hash":
+    """The part of every cell key that is fixed for this installation (computed once)."""
     digest = hashlib.sha256()
     for part in (
         "wasi-magic-build/1" + ("-quick" if quick else ""),
@@ -111,9 +112,16 @@ def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
         Path(guest.__file__).read_text(encoding="utf-8"),
         (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
         (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),
-        filename,
-        source,
     ):
+        digest.update(part.encode() + b"\0\0")
+    return digest
+
+
+def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
+              quick: bool = False) -> str:
+    """The cache key of a cell: a hash of every input that shapes the component."""
+    digest = _builder_digest(quick).copy()
+    for part in (filename, source):
         digest.update(part.encode() + b"\0\0")
     for folder in paths:
         digest.update(str(folder).encode() + b"\0")
