@@ -378,10 +378,14 @@ def prepare_quick(shell: Any, workload: Workload) -> dict[str, Any]:
             "first_run_steps": dict(run.result.steps)}
 
 
+#: A quick-mode run: the sandbox component is already compiled in memory.
+STEPS_QUICK = {"build": "quick", "component": "memory"}
+
+
 def quick_edited(shell: Any, workload: Workload, nonce: str) -> tuple[float, dict[str, float]]:
     """One quick-mode ``run_cell`` of a cell never seen before; the guest's share as a part."""
     run = core.checked_cell(shell, quick_cell(workload, nonce), "quick mode, edited cell",
-                            core.STEPS_WARM)
+                            STEPS_QUICK)
     guest = run.result.instantiate_seconds + run.result.run_seconds
     return run.seconds, {QUICK_PARTS[0]: guest, QUICK_PARTS[1]: run.seconds - guest}
 
@@ -416,10 +420,10 @@ def build_vs_naive(results: Results, shell: Any, workload: Workload, scratch: Pa
 
 
 def restart_scenario(scenario: Scenario, cell: str, cache: Path, cell_file: Path,
-                     reps: int) -> None:
+                     reps: int, expected: dict[str, str] = core.STEPS_RESTART) -> None:
     """First run of ``cell`` in a fresh process (bench_core's child), disk cache at ``cache``."""
     cell_file.write_text(cell, encoding="utf-8")
-    measure_into(scenario, reps, lambda: core.restart_first_run(cell_file, cache))
+    measure_into(scenario, reps, lambda: core.restart_first_run(cell_file, cache, expected))
 
 
 # --------------------------------------------------------------------------- memory
@@ -489,7 +493,7 @@ def quick_rss_growth(results: Results, shell: Any, workload: Workload, nonces: I
     samples = [(0, rss_bytes())]
     for index in range(1, runs + 1):
         run = core.checked_cell(shell, quick_cell(workload, next(nonces)), "quick mode, many runs",
-                                core.STEPS_WARM)
+                                STEPS_QUICK)
         latency.add(run.seconds)
         if index % RSS_EVERY == 0 or index == runs:
             gc.collect()
@@ -796,7 +800,8 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
     log("quick mode, first run after a restart...")
     restart_scenario(results.new("restart_quick", "quick mode: first run after restart"),
                      quick_cell(workload, "restart"), default_cache().root,
-                     scratch / "restart-quick.ipy", args.restart_reps)
+                     scratch / "restart-quick.ipy", args.restart_reps,
+                     {"build": "quick", "component": "deserialized"})
 
     log("the same code natively, in python -c and in a P1 interpreter...")
     expected_here = host_expected(workload)
