@@ -186,6 +186,13 @@ def build(
     if quick:  # the quick-mode sandbox: one component for every cell
         source, folders = "", ()
     key = build_key(source, folders, filename, quick)
+    return _cached_or_built(key, name, None, cache, lambda: _build_fresh(
+        source, folders, filename, key, name, cache, progress, quick))
+
+
+def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
+                     make: Callable[[], Artifact]) -> Artifact:
+    """The artifact for ``key``: from this process's memo, the disk cache, or ``make()``."""
     memo_key = f"{cache.root}:{key}:{name}"
     with _memo_lock:
         known = _memo.get(memo_key)
@@ -194,9 +201,9 @@ def build(
     entry = cache.get("builds", key, ".wasm")
     if entry is not None:
         artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
-                            float(entry.meta.get("build_seconds", 0.0)), True, name)
+                            float(entry.meta.get("build_seconds", 0.0)), True, name, world)
     else:
-        artifact = _build_fresh(source, folders, filename, key, name, cache, progress, quick)
+        artifact = make()
     with _memo_lock:
         _memo[memo_key] = artifact
     return artifact
@@ -372,21 +379,8 @@ def _build_world(source: str, folders: tuple[Path, ...], filename: str, name: st
     if filename == "<cell>":
         name = f"{world or 'world'}.wasm"
     key = world_build_key(source, spec, world, folders, filename)
-    memo_key = f"{cache.root}:{key}:{name}"
-    with _memo_lock:
-        known = _memo.get(memo_key)
-    if known is not None and known.path.exists():
-        return replace(known, cached=True)
-    entry = cache.get("builds", key, ".wasm")
-    if entry is not None:
-        artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
-                            float(entry.meta.get("build_seconds", 0.0)), True, name, world)
-    else:
-        artifact = _build_world_fresh(source, folders, filename, key, name, spec, world,
-                                      cache, progress)
-    with _memo_lock:
-        _memo[memo_key] = artifact
-    return artifact
+    return _cached_or_built(key, name, world, cache, lambda: _build_world_fresh(
+        source, folders, filename, key, name, spec, world, cache, progress))
 
 
 def _build_world_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str,
