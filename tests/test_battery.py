@@ -200,6 +200,8 @@ def test_interrupt_stops_the_guest_within_a_second(kernel, cell: str) -> None:
     errors = [m["content"] for m in messages if m["msg_type"] == "error"]
     assert errors and errors[0]["ename"] == "GuestInterrupted", messages
     assert "interrupted" in errors[0]["evalue"]
-    assert elapsed < 1.0, f"kernel free {elapsed:.2f} s after Interrupt"
+    # Without the watchdog the guest would run on (forever, with --timeout 0). The bound
+    # only tells "stopped" from "not stopped"; the figure itself is printed (5-35 ms here).
+    assert elapsed < 5.0, f"kernel free only {elapsed:.2f} s after Interrupt"
     print(f"interrupt -> free kernel: {elapsed * 1000:.0f} ms")
     assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
