@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from test_kernel import execute, streams
 
 # attack -> extra flags, and what the guest/host must say ("DENIED" = the guest saw a refusal).
 LIMITED = "--timeout 2 --max-memory 64MiB --max-output 64KiB"
-CASES: dict[str, tuple[str, tuple[str, ...]]] = {
+# The time used is measured, so it may read 2.0 s or a little more on a busy machine.
+TIME_LIMIT = re.compile(r"stopped by the time limit: ran \d+\.\d s of --timeout 2 s")
+CASES: dict[str, tuple[str, tuple[str | re.Pattern[str], ...]]] = {
     "abs-etc-passwd": ("", ("DENIED",)),
     "abs-canary": ("", ("DENIED",)),
     "abs-proc-environ": ("", ("DENIED",)),
@@ -61,11 +64,11 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "nul-path": ("", ("DENIED: ValueError",)),
     "non-utf8-name": ("", ("DENIED",)),
     "memory-bomb": (LIMITED, ("DENIED: MemoryError",)),
-    "infinite-loop": (LIMITED, ("stopped by the time limit: ran 2.0 s of --timeout 2 s",)),
+    "infinite-loop": (LIMITED, (TIME_LIMIT,)),
     "deep-recursion": (LIMITED, ("DENIED: RecursionError",)),
     "nested-repr": (LIMITED, ("guest trapped: call stack exhausted",)),  # C-level recursion
     "output-flood": (LIMITED, ("stdout truncated after 64.0 KiB", "stopped by the time limit")),
-    "sleep-forever": (LIMITED, ("stopped by the time limit: ran 2.0 s of --timeout 2 s",)),
+    "sleep-forever": (LIMITED, (TIME_LIMIT,)),
     "abort": ("", ("guest trapped: wasm `unreachable` instruction executed", "libc.so!abort")),
     "burn-fuel": ("--fuel 50_000_000", ("stopped by the fuel limit: used all 50,000,000 units",)),
 }
@@ -135,7 +138,8 @@ def test_attack_is_contained(attack: str, hostile, kernel, tmp_path: Path) -> No
     out, err = streams(messages, "stdout"), streams(messages, "stderr")
     seen = out + err
     for words in expected:
-        assert words in seen, f"{attack}: expected {words!r} in:\n{seen[-2000:]}"
+        found = words.search(seen) if isinstance(words, re.Pattern) else words in seen
+        assert found, f"{attack}: expected {words!r} in:\n{seen[-2000:]}"
     assert "ESCAPED" not in seen
     assert "s3cret" not in seen and "canary" not in seen and "root:x:0" not in seen
     assert not [m for m in messages if m["msg_type"] == "error"]
