@@ -344,6 +344,20 @@ def test_cli_runs_and_inspects_core_modules(sandbox: Path) -> None:
             "granted with --dir") in looked.stdout
 
 
+
+def test_cli_takes_webassembly_text_as_wasmtime_does(sandbox: Path) -> None:
+    (sandbox / "refused_open.wat").write_text((P1 / "refused_open.wat").read_text())
+    ran = cli("run", "refused_open.wat", "--dir", "data", cwd=sandbox)
+    assert ran.stdout == ("open input.txt: ok, got fd 4\n"
+                          "open ../secret.txt: failed, errno 63 (perm)\n")
+    looked = cli("inspect", "refused_open.wat", cwd=sandbox)
+    assert looked.stdout.startswith("refused_open.wat: core module (WASI Preview 1)")
+    assert "wasi_snapshot_preview1.path_open" in looked.stdout
+    (sandbox / "broken.wat").write_text("(module\n  (func (export \"_start\") nop nop\n")
+    broken = cli("run", "broken.wat", cwd=sandbox)
+    assert broken.returncode != 0 and "broken.wat" in broken.stderr and "line" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
 # --- clean interpreter exit --------------------------------------------------------------------
 
 EXIT_SCRIPT = """

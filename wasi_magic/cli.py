@@ -15,7 +15,7 @@ from typing import Callable, Sequence, TextIO
 from .builder import BuildProgress, build, default_cache, forget_memo
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
 from .errors import UsageError, WasiMagicError
-from .inspect import inspect_wasm, wasm_kind
+from .inspect import inspect_wasm, read_wasm, wasm_kind
 from .output import format_size
 from .limits import LIMIT_ARGUMENTS, Limits
 from .preview1 import run_module
@@ -50,7 +50,7 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    run = sub.add_parser("run", help="run a component or a WASI Preview 1 module: "
+    run = sub.add_parser("run", help="run a component, or a WASI Preview 1 module (.wasm or .wat): "
                                      "run PATH.wasm [flags] [-- args]")
     run.add_argument("wasm", metavar="PATH.wasm")
     add_capability_arguments(run)
@@ -105,13 +105,18 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         if not path.is_file():
             raise UsageError(f"{ns.wasm!r}: no such file.")
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
-        with path.open("rb") as file:
-            header = file.read(8)
-        core = len(header) == 8 and header[:4] == b"\0asm" and wasm_kind(header) == "module"
-        # A core module is a WASI Preview 1 program; anything else goes to the
-        # component runtime, which also explains files that are not WebAssembly.
-        runner = run_module if core else default_runtime().run
-        result = runner(path, caps, stdout=out.write, stderr=err.write, limits=limits)
+        if path.suffix.lower() in (".wat", ".wast"):
+            # WebAssembly text, as `wasmtime run x.wat` takes it: a Preview 1 module.
+            result = run_module(read_wasm(path), caps, name=path.with_suffix(".wasm").name,
+                                stdout=out.write, stderr=err.write, limits=limits)
+        else:
+            with path.open("rb") as file:
+                header = file.read(8)
+            core = len(header) == 8 and header[:4] == b"\0asm" and wasm_kind(header) == "module"
+            # A core module is a WASI Preview 1 program; anything else goes to the
+            # component runtime, which also explains files that are not WebAssembly.
+            runner = run_module if core else default_runtime().run
+            result = runner(path, caps, stdout=out.write, stderr=err.write, limits=limits)
         if result.trap:
             err.write(result.trap + "\n")
         return result.status

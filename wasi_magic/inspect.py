@@ -109,13 +109,31 @@ def describe_core_modules(path: str | os.PathLike[str]) -> str:
     return "\n".join(lines)
 
 
-def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
-    """Describe a ``.wasm`` file: kind, size, imports and exports."""
+def read_wasm(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a ``.wasm`` file; a ``.wat`` file is assembled first, as ``wasmtime`` does.
+
+    A WAT syntax error raises :class:`~wasi_magic.errors.BuildError` naming the
+    line and column.
+    """
     file = Path(path)
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    if file.suffix.lower() in (".wat", ".wast") and not data.startswith(b"\0asm"):
+        from .preview1 import assemble  # (preview1 imports this module)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RuntimeFailure(f"{str(file)!r} is not UTF-8 text, so not WebAssembly text.") from None
+        data = assemble(text, name=file.name)
+    return data
+
+
+def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
+    """Describe a ``.wasm`` (or ``.wat``) file: kind, size, imports and exports."""
+    file = Path(path)
+    data = read_wasm(file)
     try:
         kind = wasm_kind(data)
     except RuntimeFailure as exc:
