@@ -59,3 +59,17 @@ def test_inspect_core_shows_preview1_inside_a_component(probe, sandbox: Path) ->
     assert "libpython3.14.so" in looked.stdout
     assert "from wasi_snapshot_preview1   <- WASI Preview 1" in looked.stdout
     assert "wasi:filesystem/types@0.2.0" in looked.stdout
+
+
+def test_build_a_typed_world_from_a_file(sandbox: Path) -> None:
+    plugins = Path(__file__).resolve().parent.parent / "guest_src" / "plugins"
+    built = cli("build", str(plugins / "upper.py"), "--wit", str(plugins / "transform.wit"),
+                "--world", "transform", "-o", "upper.wasm", cwd=sandbox)
+    assert built.returncode == 0, built.stderr
+    called = subprocess.run(
+        [sys.executable, "-c", "from wasi_magic import load; "
+         "print(load('upper.wasm').transform(b'two words'))"],
+        cwd=sandbox, capture_output=True, text=True, timeout=120)
+    assert called.stdout == "b'TWO WORDS\\n-- 2 words\\n'\n", called.stderr
+    lonely = cli("build", str(plugins / "upper.py"), "--world", "transform", cwd=sandbox)
+    assert lonely.returncode == 2 and "--world NAME needs --wit FILE" in lonely.stderr

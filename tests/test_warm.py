@@ -18,6 +18,7 @@ CELLS = [
     "%%wasi --quick\nprint('quick')",
     "%%wasi --p1\n(module)",
     "x = 1\n%wasi build tool.py -o tool.wasm --path lib\n",
+    "%wasi build plug.py --wit ../wit/plug.wit --world transform -o plug.wasm",
 ]
 
 
@@ -40,5 +41,8 @@ def test_warm_sees_the_bodies_ipython_passes(tmp_path: Path) -> None:
     assert found[3].quick and [c.quick for c in found[:3]] == [False, False, False]
     tool = found[4]
     assert tool.source == Path("tool.py") and tool.paths == ("lib",)
-    assert len(found) == 5  # the --p1 cell needs no build
+    plug = found[5]
+    assert (plug.source, plug.wit, plug.world) == (Path("plug.py"), Path("../wit/plug.wit"),
+                                                   "transform")
+    assert len(found) == 6  # the --p1 cell needs no build
     assert "".join(json.loads(notebook.read_text())["cells"][0]["source"]) == CELLS[0]

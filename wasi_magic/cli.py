@@ -57,12 +57,17 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     for names, options in LIMIT_ARGUMENTS:
         run.add_argument(*names, **options)
 
-    make = sub.add_parser("build", help="build a Python file: build FILE.py -o OUT.wasm")
+    make = sub.add_parser("build", help="build a Python file: build FILE.py -o OUT.wasm "
+                                        "[--wit FILE --world NAME]")
     make.add_argument("source", metavar="FILE.py")
     make.add_argument("-o", "--output", metavar="OUT.wasm",
                       help="where to write the component (default: FILE.wasm)")
     make.add_argument("--path", action="append", default=[], metavar="DIR",
                       help="a folder of pure-Python modules the program imports (repeatable)")
+    make.add_argument("--wit", metavar="FILE",
+                      help="build a typed component for a world of this WIT file (or folder)")
+    make.add_argument("--world", metavar="NAME",
+                      help="the world of --wit to build (optional if it declares one)")
 
     look = sub.add_parser("inspect", help="what a .wasm is and what it imports and exports")
     look.add_argument("wasm", metavar="PATH.wasm")
@@ -126,7 +131,10 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         source = Path(ns.source)
         if source.suffix != ".py" or not source.is_file():
             raise UsageError(f"{ns.source!r}: expected an existing Python file (FILE.py).")
-        artifact = build(source, paths=ns.path, progress=progress)
+        if ns.world and not ns.wit:
+            raise UsageError("--world NAME needs --wit FILE: the WIT that declares the world.")
+        artifact = build(source, paths=ns.path, progress=progress,
+                         wit=Path(ns.wit) if ns.wit else None, world=ns.world)
         target = Path(ns.output) if ns.output else source.with_suffix(".wasm")
         shutil.copyfile(artifact.path, target)
         how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"

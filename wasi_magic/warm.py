@@ -30,8 +30,9 @@ class CellToBuild:
     source: str | Path
     paths: tuple[str, ...]
     quick: bool
-    #: For ``%%wasi --world NAME`` cells: the WIT text of the ``%%wit NAME`` cell and the world.
-    wit: str | None = None
+    #: For ``%%wasi --world NAME`` cells: the WIT text of the ``%%wit NAME`` cell (or, for
+    #: ``%wasi build F.py --wit W``, the path W) and the world.
+    wit: str | Path | None = None
     world: str | None = None
 
 
@@ -92,8 +93,12 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
         for text in source.splitlines():
             words = shlex.split(text.strip()) if text.strip().startswith("%wasi build ") else []
             if len(words) >= 3 and words[2].endswith(".py"):
+                wit_files = _flag_values(words, "--wit")
+                worlds = _flag_values(words, "--world")
+                # Keyed as the CLI keys it: the WIT as a path, resolved against the notebook's folder.
                 yield CellToBuild(notebook, index, Path(words[2]), _flag_values(words, "--path"),
-                                  False)
+                                  False, Path(wit_files[0]) if wit_files else None,
+                                  worlds[0] if worlds else None)
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
