@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 SERVICES = ["api-gateway", "auth", "billing", "catalog", "checkout", "search", "notifications"]
 LEVELS = ["DEBUG", "INFO", "WARN", "ERROR"]
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--malformed", type=int, default=5)
     ns = parser.parse_args()
     text = "\n".join(generate(ns.lines, ns.seed, ns.malformed)) + "\n"
+    Path(ns.output).parent.mkdir(parents=True, exist_ok=True)
     with open(ns.output, "w", encoding="utf-8") as out:
         out.write(text)
     print(f"wrote {ns.lines} lines ({ns.malformed} malformed) to {ns.output}")
