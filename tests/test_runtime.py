@@ -145,3 +145,16 @@ def test_runs_are_isolated_and_fast_path_is_used(probe, sandbox: Path) -> None:
     second = go(probe, "hello", cwd=sandbox)
     assert first.stdout == second.stdout == "hello from the probe ['hello']\n"
     assert second.steps["component"] == "memory"
+
+
+def test_a_component_file_replaced_in_place_runs_its_new_code(probe, tmp_path: Path) -> None:
+    from wasi_magic import build
+    other = build("print('the replacement')\n")
+    target = tmp_path / "x.wasm"
+    target.write_bytes(probe.path.read_bytes())
+    first = run(target, Capabilities.parse(args=["hello"]))
+    again = run(target, Capabilities.parse(args=["hello"]))
+    assert first.stdout == again.stdout == "hello from the probe ['hello']\n"
+    assert again.steps["component"] == "memory"  # the remembered digest found it in memory
+    target.write_bytes(other.path.read_bytes())  # same path, new content
+    assert run(target).stdout == "the replacement\n"
