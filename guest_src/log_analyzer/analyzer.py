@@ -126,18 +126,21 @@ def main(argv: list[str]) -> int:
     warn = lambda text: print(text, file=sys.stderr)
     warn(f"Reading logs from: {source}")
     try:
-        with open(source, encoding="utf-8") as logs:
-            report = analyze(read_entries(logs, warn))
+        logs = open(source, encoding="utf-8")
     except OSError as exc:
         warn(f"Failed to open {source}: {exc.strerror or exc}")
         return 1
-    try:
-        with open(target, "w", encoding="utf-8") as out:
+    with logs:
+        # Open the report before the work, so that a missing grant fails at once.
+        try:
+            out = open(target, "w", encoding="utf-8")
+        except OSError as exc:
+            warn(f"Failed to write {target}: {exc.strerror or exc}")
+            return 1
+        with out:
+            report = analyze(read_entries(logs, warn))
             json.dump(report, out, indent=2)
             out.write("\n")
-    except OSError as exc:
-        warn(f"Failed to write {target}: {exc.strerror or exc}")
-        return 1
     print(summary(report))
     warn(f"Report written to: {target}")
     return 0
