@@ -158,3 +158,12 @@ def test_a_component_file_replaced_in_place_runs_its_new_code(probe, tmp_path: P
     assert again.steps["component"] == "memory"  # the remembered digest found it in memory
     target.write_bytes(other.path.read_bytes())  # same path, new content
     assert run(target).stdout == "the replacement\n"
+
+
+def test_a_traceback_through_the_guest_helpers_shows_only_cell_lines(tmp_path: Path) -> None:
+    from wasi_magic import build
+    result = run(build("import time\nprint('before')\ntime.sleep(-1)\n"))
+    assert result.status == 1 and result.stdout == "before\n"
+    assert 'File "<cell>", line 3' in result.stderr
+    assert "ValueError: sleep length must be non-negative" in result.stderr
+    assert "wasi_magic_guest" not in result.stderr and "wasi_magic_runner" not in result.stderr

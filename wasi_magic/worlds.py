@@ -129,7 +129,8 @@ def _looks_like_path(text: str, cwd: Path) -> bool:
 def module_name(filename: str, taken: Sequence[str] = ()) -> str:
     """The module name the user's source runs as: its file's stem, or ``cell``."""
     stem = Path(filename).stem if not filename.startswith("<") else "cell"
-    if not stem.isidentifier() or stem in taken or stem in (WORLD_APP, SOURCE_MODULE) \
+    reserved = (WORLD_APP, SOURCE_MODULE, guest.SHARED_MODULE)
+    if not stem.isidentifier() or stem in taken or stem in reserved \
             or stem in BINDING_MODULES or stem in sys.stdlib_module_names:
         return "wasi_magic_user"
     return stem
@@ -161,7 +162,8 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") 
         f"OPTIONAL = {sorted(optional)!r}\n"
     )
     files = {f"{SOURCE_MODULE}.py": data,
-             f"{WORLD_APP}.py": WORLD_APP_PATH.read_text(encoding="utf-8")}
+             f"{WORLD_APP}.py": WORLD_APP_PATH.read_text(encoding="utf-8"),
+             f"{guest.SHARED_MODULE}.py": guest.SHARED_PATH.read_text(encoding="utf-8")}
     return guest.GuestSource(files=files, imports=tuple(refs))
 
 

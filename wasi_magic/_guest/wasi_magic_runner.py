@@ -11,47 +11,23 @@ environment variable ``WASI_MAGIC_SOURCE`` (removed before the cell runs).
 """
 
 import builtins
-import importlib
 import linecache
 import os
 import sys
-import time
 import traceback
 import types
 
 import wasi_magic_cell as _cell
+import wasi_magic_guest as _guest
 from componentize_py_types import Err
 from wit_world import exports
 
-_MARKER = "WASI_MAGIC_IMPORT_FAILURES:"
 _SOURCE_VAR = "WASI_MAGIC_SOURCE"
 
 
 def _remember(source: str) -> None:
     # Tracebacks show the cell's own lines: the source lives in linecache.
     linecache.cache[_cell.FILENAME] = (len(source), None, source.splitlines(True), _cell.FILENAME)
-
-
-def _preload() -> None:
-    """Import what the cell imports, so those modules are in the snapshot.
-
-    Only modules imported during pre-initialization exist at run time. A
-    required module that fails is reported to the host (via the build log) with
-    the cell line that asked for it; optional helpers are best effort.
-    """
-    failures = []
-    for name, line in _cell.REQUIRED:
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:  # noqa: BLE001 - reported to the host
-            failures.append((name, line, f"{type(exc).__name__}: {exc}"))
-    for name in _cell.OPTIONAL:
-        try:
-            importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - helpers are best effort
-            pass
-    if failures:
-        raise ImportError(_MARKER + repr(failures))
 
 
 class _NotInSandbox:
@@ -67,26 +43,8 @@ class _NotInSandbox:
             f"to include it.", name=name)
 
 
-def _sliced_sleep(seconds: float) -> None:
-    """time.sleep in slices, so that a time limit or an interrupt can stop it.
-
-    Wasmtime checks its epoch deadline only while WebAssembly code runs, not
-    while the host blocks in a single long sleep.
-    """
-    if seconds < 0:
-        raise ValueError("sleep length must be non-negative")
-    end = time.monotonic() + seconds
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        _real_sleep(min(left, 0.05))
-
-
-_real_sleep = time.sleep
-time.sleep = _sliced_sleep
-
-_preload()
+_guest.install_sliced_sleep()
+_guest.preload(_cell.REQUIRED, _cell.OPTIONAL)
 if _cell.QUICK:
     sys.meta_path.append(_NotInSandbox)
     _CODE = None
@@ -115,10 +73,11 @@ def _cell_code():
 
 
 def _print_traceback(exc: BaseException) -> None:
-    """Print the guest's traceback without this runner's frames: only the cell's lines."""
+    """Print the guest's traceback without wasi-magic's frames: only the cell's lines."""
     report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    ours = (__file__, _guest.__file__)
     report.stack = traceback.StackSummary.from_list(
-        [frame for frame in report.stack if frame.filename != __file__])
+        [frame for frame in report.stack if frame.filename not in ours])
     sys.stderr.write("".join(report.format()))
 
 

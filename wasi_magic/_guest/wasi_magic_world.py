@@ -16,52 +16,12 @@ print it and trap; guests should return errors through ``result`` types
 (``raise Err(value)``).
 """
 
-import importlib
 import linecache
 import sys
-import time
 import types
 
+import wasi_magic_guest as _guest
 import wasi_magic_world_source as _source
-
-_MARKER = "WASI_MAGIC_IMPORT_FAILURES:"
-
-
-def _preload() -> None:
-    """Import what the source imports, so those modules are in the snapshot.
-
-    A required module that fails is reported to the host (via the build log)
-    with the line that asked for it; optional helpers are best effort.
-    """
-    failures = []
-    for name, line in _source.REQUIRED:
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:  # noqa: BLE001 - reported to the host
-            failures.append((name, line, f"{type(exc).__name__}: {exc}"))
-    for name in _source.OPTIONAL:
-        try:
-            importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - helpers are best effort
-            pass
-    if failures:
-        raise ImportError(_MARKER + repr(failures))
-
-
-def _sliced_sleep(seconds: float) -> None:
-    """``time.sleep`` in short slices, so that the host's time limit can stop it.
-
-    Wasmtime checks its epoch deadline only while WebAssembly code runs, not
-    while the host blocks in one long sleep.
-    """
-    if seconds < 0:
-        raise ValueError("sleep length must be non-negative")
-    end = time.monotonic() + seconds
-    while True:
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        _real_sleep(min(left, 0.05))
 
 
 def _load_source() -> types.ModuleType:
@@ -75,8 +35,7 @@ def _load_source() -> types.ModuleType:
     return module
 
 
-_real_sleep = time.sleep
-time.sleep = _sliced_sleep
-_preload()
+_guest.install_sliced_sleep()
+_guest.preload(_source.REQUIRED, _source.OPTIONAL)
 _user = _load_source()
 globals().update({name: value for name, value in vars(_user).items() if not name.startswith("_")})

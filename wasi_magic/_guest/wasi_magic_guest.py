@@ -1,0 +1,58 @@
+"""Guest-side helpers shared by the cell runner and the world app.
+
+Both app modules run inside the component and are imported by componentize-py
+while it pre-initializes it; whatever they import then is in the snapshot.
+"""
+
+import importlib
+import time
+
+#: Prefix of the message the host's builder looks for in componentize-py's log.
+MARKER = "WASI_MAGIC_IMPORT_FAILURES:"
+
+
+def preload(required, optional) -> None:
+    """Import what the user's source imports, so those modules are in the snapshot.
+
+    Only modules imported during pre-initialization exist at run time.
+    ``required`` holds ``(module, line)`` pairs: one that fails is reported
+    to the host (via the build log) with the line that asked for it.
+    ``optional`` modules (stdlib helpers imported lazily) are best effort.
+    """
+    failures = []
+    for name, line in required:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - reported to the host
+            failures.append((name, line, f"{type(exc).__name__}: {exc}"))
+    for name in optional:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - helpers are best effort
+            pass
+    if failures:
+        raise ImportError(MARKER + repr(failures))
+
+
+_real_sleep = time.sleep
+
+
+def sliced_sleep(seconds: float) -> None:
+    """``time.sleep`` in 50 ms slices, so that a time limit or an interrupt can stop it.
+
+    Wasmtime checks its epoch deadline only while WebAssembly code runs, not
+    while the host blocks in one long sleep.
+    """
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        _real_sleep(min(left, 0.05))
+
+
+def install_sliced_sleep() -> None:
+    """Replace ``time.sleep`` with :func:`sliced_sleep` for the whole guest."""
+    time.sleep = sliced_sleep
