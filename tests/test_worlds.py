@@ -5,6 +5,7 @@ Real builds (each guest once per session, cached across runs) and real calls.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -220,12 +221,14 @@ def test_snooping_plugin_is_denied(plugins, tenants: Path) -> None:
 
 def test_spinning_plugin_is_stopped_by_the_timeout(plugins, tenants: Path) -> None:
     spin = load(plugins["spin"], alice(tenants), timeout=1, max_memory=64 * MiB)
-    started = time.perf_counter()
     with pytest.raises(GuestTrap) as caught:
         spin.transform(b"x")
     assert caught.value.kind == "timeout"
-    assert 0.9 < time.perf_counter() - started < 5
-    assert "time limit" in str(caught.value)
+    assert re.search(r"transform: stopped by the time limit after \d+\.\d\d s \(timeout=1 s\)",
+                     str(caught.value)), str(caught.value)
+    # The host carries on: the next call of a good plugin works.
+    good = load(plugins["upper"], alice(tenants), timeout=5, max_memory=64 * MiB)
+    assert good.transform(b"still here").startswith(b"STILL HERE")
 
 
 def test_hungry_plugin_is_stopped_by_max_memory(plugins, tenants: Path) -> None:

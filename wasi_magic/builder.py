@@ -300,8 +300,11 @@ def _run_componentize(command: list[str], work: Path, started: float,
     env.pop("PYTHONPATH", None)
     log_path = work / "componentize-py.log"
     with open(log_path, "wb") as log:
+        # Its own session: Jupyter's Interrupt signals the kernel's whole process
+        # group, and the build must stop because we stop it (below), not die
+        # half-way on its own.
         proc = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 try:

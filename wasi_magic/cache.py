@@ -16,6 +16,7 @@ switched off with a single warning and everything still works, only slower.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import platformdirs
 
@@ -113,12 +114,12 @@ class Cache:
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=source.stat().st_size, sha256=meta.get("sha256") or file_sha256(source))
         try:
-            tmp = _temp_path(folder, suffix)
-            if move:
-                shutil.move(str(source), tmp)
-            else:
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, data)
+            with _temp_path(folder, suffix) as tmp:
+                if move:
+                    shutil.move(str(source), tmp)
+                else:
+                    shutil.copyfile(source, tmp)
+                os.replace(tmp, data)
             self._write_meta(folder / f"{name}.json", meta)
         except OSError as exc:
             self._disable(exc)
@@ -134,9 +135,9 @@ class Cache:
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
         try:
-            tmp = _temp_path(folder, suffix)
-            Path(tmp).write_bytes(payload)
-            os.replace(tmp, data)
+            with _temp_path(folder, suffix) as tmp:
+                Path(tmp).write_bytes(payload)
+                os.replace(tmp, data)
             self._write_meta(folder / f"{name}.json", meta)
         except OSError as exc:
             self._disable(exc)
@@ -145,9 +146,9 @@ class Cache:
 
     @staticmethod
     def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-        tmp = _temp_path(path.parent, ".json")
-        Path(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        with _temp_path(path.parent, ".json") as tmp:
+            Path(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
 
     def discard(self, section: str, name: str, suffix: str) -> None:
         """Remove an entry (data and metadata), ignoring what is already gone."""
@@ -208,7 +209,16 @@ class Cache:
         return freed
 
 
-def _temp_path(folder: Path, suffix: str) -> str:
+@contextlib.contextmanager
+def _temp_path(folder: Path, suffix: str) -> Iterator[str]:
+    """A temporary file in ``folder`` to be renamed into place; removed if that never happens.
+
+    Whatever stops the write half-way (an error, an Interrupt) leaves nothing behind.
+    """
     handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(handle)
-    return name
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)

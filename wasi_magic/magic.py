@@ -91,6 +91,8 @@ def _in_kernel() -> bool:
 
 
 MODES = ("build", "quick")
+#: What a cell says when Interrupt stops its build or compile (the cache keeps no trace of it).
+BUILD_INTERRUPTED = "build interrupted: nothing was run or cached; run the cell again to build it"
 
 
 @magics_class
@@ -177,17 +179,17 @@ class WasiMagics(Magics):
                 run_caps = with_source(caps, cell)
             else:
                 artifact = build(cell, paths=ns.path, progress=status.progress)
+            build_seconds = time.perf_counter() - started
+            runtime = default_runtime()
+            fuel = bool(limits.fuel)
+            if not artifact.cached:
+                status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
+                            f"{format_size(artifact.size)} with {runtime.strategy}…")
+            elif not ns.quiet:
+                status.show(f"wasi: cached · loading {format_size(artifact.size)}…")
+            _, compile_seconds, how = runtime.component(artifact, fuel=fuel)
         except KeyboardInterrupt:
-            raise _stopped("build cancelled; nothing was run") from None
-        build_seconds = time.perf_counter() - started
-        runtime = default_runtime()
-        fuel = bool(limits.fuel)
-        if not artifact.cached:
-            status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
-                        f"{format_size(artifact.size)} with {runtime.strategy}…")
-        elif not ns.quiet:
-            status.show(f"wasi: cached · loading {format_size(artifact.size)}…")
-        _, compile_seconds, how = runtime.component(artifact, fuel=fuel)
+            raise _stopped(BUILD_INTERRUPTED) from None
         summary = (f"built in {artifact.build_seconds:.1f} s" if not artifact.cached else "cached")
         if quick:
             summary = "quick mode" + ("" if artifact.cached else f" (sandbox {summary})")
@@ -243,11 +245,11 @@ class WasiMagics(Magics):
         try:
             artifact = build(cell, paths=ns.path, progress=status.progress, wit=wit,
                              world=world_name(ns.world, wit))
+            guest = load(artifact, caps, timeout=limits.timeout, max_memory=limits.max_memory)
         except KeyboardInterrupt:
-            raise _stopped("build cancelled") from None
+            raise _stopped(BUILD_INTERRUPTED) from None
         how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"
         target = ns.as_var or ns.world.replace("-", "_")
-        guest = load(artifact, caps, timeout=limits.timeout, max_memory=limits.max_memory)
         summary = f"wasi: world {ns.world} {how} · {format_size(artifact.size)} → {target}"
         if ns.output:
             out_path = Path(ns.output).expanduser()
@@ -338,7 +340,8 @@ class WasiMagics(Magics):
         except WasiMagicError as exc:
             raise _shown(exc) from None
         except KeyboardInterrupt as exc:
-            raise _stopped(str(exc) or "interrupted") from None
+            building = words[:1] in (["build"], ["warm"])
+            raise _stopped(BUILD_INTERRUPTED if building else str(exc) or "interrupted") from None
         return None if code == 0 else code
 
 
