@@ -67,13 +67,16 @@ def cold_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty cache for tests of cold behaviour; in-memory caches forgotten too."""
     from wasi_magic.builder import forget_memo
     from wasi_magic.runtime import default_runtime
+    from wasi_magic.sandbox.supervisor import forget_everywhere
     root = tmp_path / "cold-cache"
     monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
     forget_memo()
     default_runtime().forget()
+    forget_everywhere()
     yield root
     forget_memo()
     default_runtime().forget()
+    forget_everywhere()
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,60 @@ def test_build_a_typed_world_from_a_file(sandbox: Path) -> None:
     assert called.stdout == "b'TWO WORDS\\n-- 2 words\\n'\n", called.stderr
     lonely = cli("build", str(plugins / "upper.py"), "--world", "transform", cwd=sandbox)
     assert lonely.returncode == 2 and "--world NAME needs --wit FILE" in lonely.stderr
+
+
+def test_words_after_the_module_go_to_the_guest_as_with_wasmtime_run(probe, sandbox: Path) -> None:
+    ran = cli("run", str(probe.path), "args", "a", "--b", "c d", cwd=sandbox)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == f"argv: ['{probe.path.name}', 'args', 'a', '--b', 'c d']\n"
+    # Our flags may still come first, or right after the module; `--` still works.
+    granted = cli("run", "--env", "A=1", str(probe.path), "--env", "B=2", "env", cwd=sandbox)
+    assert granted.stdout == "env: [('A', '1'), ('B', '2')]\n", granted.stderr
+    dashed = cli("run", str(probe.path), "--", "args", "--env", "X=1", cwd=sandbox)
+    assert dashed.stdout == f"argv: ['{probe.path.name}', 'args', '--env', 'X=1']\n"
+
+
+def test_a_trap_exits_134_as_the_wasmtime_cli_does(sandbox: Path) -> None:
+    (sandbox / "trap.wat").write_text('(module (func (export "_start") unreachable))')
+    done = cli("run", "trap.wat", cwd=sandbox)
+    assert done.returncode == 134
+    assert done.stderr.startswith("guest trapped: wasm `unreachable` instruction executed")
+    (sandbox / "spin.wat").write_text('(module (func (export "_start") (loop br 0)))')
+    limit = cli("run", "--timeout", "0.2", "spin.wat", cwd=sandbox)
+    assert limit.returncode == 134 and "stopped by the time limit" in limit.stderr
+
+
+CONTROL = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\\1b]52;c;cHduZWQ=\\07\\1b[2Jok\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 23))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"""
+
+
+def test_control_sequences_are_shown_not_obeyed_in_a_terminal(sandbox: Path) -> None:
+    import os
+    import pty
+    (sandbox / "control.wat").write_text(CONTROL)
+    raw = b"\x1b]52;c;cHduZWQ=\x07\x1b[2Jok\n"
+    piped = subprocess.run([sys.executable, "-m", "wasi_magic", "run", "control.wat"],
+                           cwd=sandbox, capture_output=True, timeout=120)
+    assert piped.stdout == raw  # a pipe or a file gets the guest's bytes as they are
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "wasi_magic", "run", "control.wat"],
+                            cwd=sandbox, stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed: the program ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.wait(timeout=60) == 0
+    assert b"\x1b" not in seen and b"\x07" not in seen  # nothing for the terminal to act on
+    assert b"\\x1b]52;c;cHduZWQ=\\x07\\x1b[2Jok" in seen

@@ -23,11 +23,15 @@ def cache_files(cache: Path) -> list[str]:
                   for p in (cache / section).rglob("*") if p.is_file())
 
 
-def componentize_processes() -> list[str]:
-    """Command lines of componentize-py processes still running on this machine."""
+def componentize_processes(manager) -> list[str]:
+    """Command lines of componentize-py processes the kernel started and that still run."""
+    kernel = psutil.Process(manager.provisioner.process.pid)
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        line = " ".join(proc.info["cmdline"] or [])
+    for proc in kernel.children(recursive=True):
+        try:
+            line = " ".join(proc.cmdline())
+        except psutil.Error:  # ended while we looked
+            continue
         if "componentize_py" in line:
             found.append(line)
     return found
@@ -52,7 +56,7 @@ def test_interrupt_during_componentize_py(line: str, tmp_path: Path, shared_cach
         assert_build_interrupted(messages)
         assert "never built" not in streams(messages, "stdout")
         assert cache_files(cache) == []  # no component, no metadata, no temporary file
-        assert componentize_processes() == []  # the build process was stopped, not left behind
+        assert componentize_processes(manager) == []  # the build process was stopped, not left behind
         # The kernel carries on, and so does wasi-magic (with the shared cache's sandbox).
         assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
         execute(client, f"import os; os.environ['WASI_MAGIC_CACHE'] = {str(shared_cache)!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from conftest import python_child
 from wasi_magic import BuildError, Capabilities
 from wasi_magic.quick import quick_sandbox, run_quick
 
@@ -86,3 +88,43 @@ def test_magic_flag_and_session_mode(sandbox_component, sandbox: Path, capsys) -
         shell.run_line_magic("wasi", "config --mode build")
         os.chdir(old)
     assert "wasi: mode = quick" in capsys.readouterr().out
+
+
+SETTINGS_CHILD = """
+import json
+from traitlets.config import Config
+from IPython.core.interactiveshell import InteractiveShell
+c = Config()
+c.WasiMagics.mode = "quick"          # as ipython_config.py would say it
+c.WasiMagics.timeout = 1.0
+c.WasiMagics.max_output = "16"
+shell = InteractiveShell.instance(config=c)
+shell.run_line_magic("load_ext", "wasi_magic")
+shell.run_cell("%%wasi -q --result R\\nprint('x' * 100)\\nwhile True:\\n    pass\\n")
+r = shell.user_ns["R"]
+shell.run_line_magic("wasi", "config --timeout 0 --max-output 4MiB --mode build")
+magics = shell.magics_manager.registry["WasiMagics"]
+print(json.dumps({"build": r.steps["build"], "trap": r.trap, "stdout": r.stdout,
+                  "after": [magics.mode, magics.timeout, magics.max_output]}))
+"""
+
+
+def test_session_settings_are_traitlets(quick_ready) -> None:
+    done = python_child(SETTINGS_CHILD)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["build"] == "quick"  # c.WasiMagics.mode
+    assert report["trap"].startswith("stopped by the time limit: ran 1.")  # c.WasiMagics.timeout
+    assert report["stdout"].startswith("x" * 16) and "truncated after 16 bytes" in report["stdout"]
+    assert report["after"] == ["build", 0.0, "4MiB"]  # %wasi config changes the same traits
+
+
+def test_bad_session_settings_are_usage_errors(capsys) -> None:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "wasi_magic")
+    for words, message in (("--timeout 1e400", "--timeout '1e400'"),
+                           ("--max-output 0", "--max-output '0'"),
+                           ("--mode fast", "expected quick or build"),
+                           ("--colour red", "usage: %wasi config")):
+        result = shell.run_cell(f"%wasi config {words}")
+        assert message in str(result.error_in_exec), words

@@ -12,7 +12,7 @@ from wasi_magic.warm import wasi_cells
 
 CELLS = [
     "%%wasi -q\nprint('no trailing newline')",
-    "%%wasi -q --dir data::/data -- a b\nprint('trailing newline')\n\n",
+    "%%wasi -q --dir data::/data --path=lib -- a b\nprint('trailing newline')\n\n",
     "%%wit greeter\npackage demo:g;\nworld greeter { export greet: func() -> string; }",
     "%%wasi --world greeter --as g\nclass WitWorld: pass",
     "%%wasi --quick\nprint('quick')",
@@ -36,6 +36,7 @@ def test_warm_sees_the_bodies_ipython_passes(tmp_path: Path) -> None:
 
     found = list(wasi_cells(notebook))
     assert [c.source for c in found[:2]] == seen
+    assert found[1].paths == ("lib",)  # --path=lib, spelled as argparse allows
     world = found[2]
     assert world.world == "greeter" and "world greeter" in world.wit
     assert found[3].quick and [c.quick for c in found[:3]] == [False, False, False]

@@ -15,7 +15,8 @@ import pytest
 from wasi_magic import Capabilities, build
 from wasi_magic.builder import world_build_key
 from wasi_magic.errors import BuildError, GuestError, GuestTrap, UsageError
-from wasi_magic.host import Record, Variant, load
+from wasi_magic import load  # the product path: calls cross to the sandbox worker
+from wasi_magic.host import Record, Variant
 from wasi_magic.worlds import WitSource, explain_failure, resolve_wit, with_package
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,3 +340,23 @@ def test_guest_imports_are_checked_before_building() -> None:
     from wasi_magic.errors import GuestImportError
     with pytest.raises(GuestImportError, match="numpy"):
         build("import wit_world\nimport numpy\n", wit="world w { export f: func(); }", world="w")
+
+
+# --- every limit applies to world calls too ----------------------------------------------------
+
+
+def test_fuel_stops_a_world_call(plugins, tenants: Path) -> None:
+    spin = load(plugins["spin"], alice(tenants), timeout=0, fuel=20_000_000)
+    with pytest.raises(GuestTrap) as caught:
+        spin.transform(b"x")
+    assert caught.value.kind == "fuel"
+    assert "stopped by the fuel limit: used all 20,000,000 units" in str(caught.value)
+
+
+def test_output_cap_applies_to_world_calls(kinds_artifact) -> None:
+    printed: list[str] = []
+    guest = load(kinds_artifact, timeout=10, output_limit=8, stdout=printed.append)
+    assert guest.greet(name="a long name that will not fit") == "greeted a long name that will not fit"
+    assert guest.last_stdout.startswith("hello, a")
+    assert "stdout truncated after 8 bytes" in guest.last_stdout
+    assert "".join(printed) == guest.last_stdout

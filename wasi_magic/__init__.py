@@ -15,15 +15,28 @@ The same from Python, without IPython::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import os
+from typing import TYPE_CHECKING, Any, Callable
 
-from .builder import Artifact, BuildProgress, build
-from .cache import Cache, cache_dir
 from .capabilities import Capabilities, DirGrant
 from .errors import (BuildError, CapabilityError, GuestImportError, RuntimeFailure, UsageError,
                      WasiMagicError)
-from .inspect import WasmInfo, inspect_wasm
-from .runtime import RunResult, Runtime, default_runtime, run
+from .limits import DEFAULT_TIMEOUT, Limits
+from .output import DEFAULT_LIMIT
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .result import RunResult
+
+#: Public names imported on first use (PEP 562), so that ``import wasi_magic`` and
+#: ``python -m wasi_magic run`` stay fast and do not load Wasmtime or the builder early.
+_LAZY = {
+    "Artifact": "artifact", "BuildProgress": "builder", "build": "builder", "Cache": "cache",
+    "cache_dir": "cache", "WasmInfo": "inspect", "inspect_wasm": "inspect",
+    "RunResult": "result", "Runtime": "runtime", "default_runtime": "runtime",
+    "load": "sandbox.remote", "run_quick": "quick",
+}
 
 __version__ = "0.1.0"
 
@@ -35,22 +48,49 @@ __all__ = [
 ]
 
 
+def run(artifact: "Artifact | str | os.PathLike[str]", capabilities: Capabilities | None = None, *,
+        limits: Limits | None = None, stdout: Callable[[str], None] | None = None,
+        stderr: Callable[[str], None] | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+        fuel: int | None = None, max_memory: int | None = None,
+        output_limit: int = DEFAULT_LIMIT) -> "RunResult":
+    """Run a ``wasi:cli`` component (or a Preview 1 module) in the sandbox worker.
+
+    Nothing runs in the calling process: a supervised worker process holds the
+    engine and the store (see :mod:`wasi_magic.sandbox.supervisor`). The guest
+    gets exactly ``capabilities``; ``limits`` (or ``timeout``, ``fuel``,
+    ``max_memory``, ``output_limit``) bound it; ``stdout``/``stderr`` receive
+    its output as it is written. Guest failures, limits and a restarted worker
+    are reported in the result; Interrupt raises KeyboardInterrupt.
+    """
+    from .artifact import Artifact
+    from .binary import is_core_module
+    from .sandbox.supervisor import default_sandbox
+    if limits is None:
+        limits = Limits(timeout=timeout or None, fuel=fuel, max_memory=max_memory,
+                        max_output=output_limit)
+    module = not isinstance(artifact, Artifact) and is_core_module(artifact)
+    return default_sandbox().run(artifact, capabilities, limits=limits, stdout=stdout,
+                                 stderr=stderr, module=module)
+
+
 def __getattr__(name: str) -> Any:
-    # The typed-world host and quick mode import wasmtime eagerly; load them on first use
-    # so that `import wasi_magic` works (and explains) without it.
-    if name == "load":
-        from .host import load
-        return load
-    if name == "run_quick":
-        from .quick import run_quick
-        return run_quick
-    raise AttributeError(f"module 'wasi_magic' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wasi_magic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register ``%%wasi`` and ``%wasi`` (called by ``%load_ext wasi_magic``)."""
     from .magic import WasiMagics
+    from .sandbox.supervisor import default_sandbox
     ipython.register_magics(WasiMagics)
+    try:  # the sandbox worker starts in the background while the student reads on
+        default_sandbox().start(wait=False)
+    except WasiMagicError:
+        pass  # no wasmtime: the first cell says how to install it
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -8,7 +8,10 @@ still lives inside a Preview 2 component.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from .errors import RuntimeFailure
 
 _CORE_MODULE_SECTION = 1   # in a component: a nested core module
 _COMPONENT_SECTION = 4     # in a component: a nested component
@@ -135,3 +138,23 @@ def core_modules(data: bytes) -> list[CoreModule]:
 
     walk(0, len(data))
     return found
+
+
+def wasm_kind(data: bytes) -> str:
+    """'component' or 'module' from a binary's 8-byte header."""
+    if data[:4] != b"\0asm" or len(data) < 8:
+        raise RuntimeFailure("not a WebAssembly binary (it does not start with \\0asm)")
+    return "module" if data[4:8] == b"\x01\x00\x00\x00" else "component"
+
+
+def is_core_module(wasm: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bool:
+    """Whether ``wasm`` (bytes, or a file's first 8 bytes) is a core module (Preview 1)."""
+    if isinstance(wasm, (bytes, bytearray, memoryview)):
+        header = bytes(wasm[:8])
+    else:
+        try:
+            with open(wasm, "rb") as file:
+                header = file.read(8)
+        except OSError:
+            return False  # the runner explains a missing file
+    return len(header) == 8 and header[:4] == b"\0asm" and header[4:8] == b"\x01\x00\x00\x00"

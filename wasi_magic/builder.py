@@ -27,7 +27,8 @@ from statistics import median
 from typing import Callable, Iterable, Sequence
 
 from . import guest, worlds
-from .cache import Cache
+from .artifact import Artifact
+from .cache import Cache, default_cache
 from .errors import BuildError, GuestImportError
 
 WIT_DIR = Path(__file__).with_name("wit")
@@ -37,26 +38,6 @@ _STATS_FILE = "build-stats.json"
 BUILD_LOG = "builds.log"
 _COMPONENTIZE = ("import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
                  "sys.exit(componentize_py.script())")
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A built component on disk."""
-
-    path: Path
-    #: Cache key (a hash of the build inputs).
-    key: str
-    #: sha256 of the component's bytes (the key of its compiled form).
-    sha256: str
-    size: int
-    #: How long componentize-py took when this component was built.
-    build_seconds: float
-    #: True if this call found it in the cache instead of building it.
-    cached: bool
-    #: The program name the guest sees as ``argv[0]``.
-    name: str = "cell.wasm"
-    #: The WIT world the component implements (None: a ``wasi:cli`` command).
-    world: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,19 +189,6 @@ def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
     with _memo_lock:
         _memo[memo_key] = artifact
     return artifact
-
-
-_default_cache: Cache | None = None
-
-
-def default_cache() -> Cache:
-    """The process-wide cache (re-created if ``$WASI_MAGIC_CACHE`` changes)."""
-    global _default_cache
-    from .cache import cache_dir
-    root = cache_dir()
-    if _default_cache is None or _default_cache.root != root:
-        _default_cache = Cache(root)
-    return _default_cache
 
 
 def forget_memo() -> None:

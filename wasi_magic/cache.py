@@ -222,3 +222,15 @@ def _temp_path(folder: Path, suffix: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
+
+
+_default_cache: Cache | None = None
+
+
+def default_cache() -> Cache:
+    """The process-wide cache (re-created if ``$WASI_MAGIC_CACHE`` changes)."""
+    global _default_cache
+    root = cache_dir()
+    if _default_cache is None or _default_cache.root != root:
+        _default_cache = Cache(root)
+    return _default_cache

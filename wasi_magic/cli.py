@@ -10,16 +10,42 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from .builder import BuildProgress, build, default_cache, forget_memo
+from .binary import is_core_module
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
 from .errors import UsageError, WasiMagicError
-from .inspect import inspect_wasm, read_wasm, wasm_kind
-from .output import format_size
 from .limits import LIMIT_ARGUMENTS, Limits
-from .preview1 import run_module
-from .runtime import default_runtime
+from .output import format_size
+
+if TYPE_CHECKING:
+    from .builder import BuildProgress
+    from .result import RunResult
+
+# Only what `run` needs is imported up front: `python -m wasi_magic run x.wat` should
+# start about as fast as a plain wasmtime-py script. The builder and the inspector load
+# when their commands run.
+
+#: Runs a guest: ``(target, caps, *, limits, stdout, stderr, module, name) -> RunResult``.
+Runner = Callable[..., "RunResult"]
+
+
+def run_in_process(target: Any, caps: Capabilities, *, limits: Limits,
+                   stdout: Callable[[str], Any], stderr: Callable[[str], Any],
+                   module: bool = False, name: str | None = None) -> "RunResult":
+    """Run a component or a Preview 1 module with Wasmtime in this process."""
+    if module:
+        from .preview1 import run_module
+        return run_module(target, caps, limits=limits, name=name, stdout=stdout, stderr=stderr)
+    from .runtime import default_runtime
+    return default_runtime().run(target, caps, limits=limits, stdout=stdout, stderr=stderr)
+
+
+#: The exit status of ``run`` when the guest traps or hits a limit: 134, as the
+#: wasmtime CLI exits on Unix (128 + SIGABRT). Otherwise the guest's own status
+#: (0 or 1 for a component; any ``proc_exit`` value for a Preview 1 module); 2 for
+#: bad input; 130 for Ctrl-C.
+TRAP_STATUS = 134
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +109,41 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     return parser
 
 
+#: The ``run`` flags; each takes a value (``--dir D`` or ``--dir=D``).
+_RUN_FLAGS = frozenset(name for names, _ in (*CAPABILITY_ARGUMENTS, *LIMIT_ARGUMENTS)
+                       for name in names)
+
+
+def split_run_args(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The words after ``run``: (wasi-magic's flags and the module, the program's arguments).
+
+    As ``wasmtime run`` reads them: the first word that is neither one of our
+    flags (with its value) nor the module begins the program's arguments, so
+    ``run x.wasm a b c`` passes ``a b c``. Our flags may also follow the module
+    directly (``run x.wat --dir data``). With ``--``, everything after it goes
+    to the program, whatever it looks like.
+    """
+    words = list(words)
+    if "--" in words:
+        return split_program_args(words)
+    flags: list[str] = []
+    module_seen = False
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if word.split("=", 1)[0] in _RUN_FLAGS:
+            takes = 1 if "=" not in word else 0
+            flags += words[at:at + 1 + takes]
+            at += 1 + takes
+            continue
+        if module_seen:
+            return flags, words[at:]
+        module_seen = not word.startswith("-")  # an unknown flag is argparse's to report
+        flags.append(word)
+        at += 1
+    return flags, []
+
+
 def split_program_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """Split ``argv`` at the first ``--``: (flags, program arguments)."""
     argv = list(argv)
@@ -94,11 +155,21 @@ def split_program_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | None = None,
             prog: str = "python -m wasi_magic",
-            progress: Callable[[BuildProgress], None] | None = None) -> int:
-    """Run one command; returns the exit status. Raises :class:`WasiMagicError` on bad input."""
+            progress: "Callable[[BuildProgress], None] | None" = None,
+            runner: Runner | None = None) -> int:
+    """Run one command; returns the exit status. Raises :class:`WasiMagicError` on bad input.
+
+    ``runner`` runs guests: the sandbox worker's ``run`` for ``%wasi`` in a kernel;
+    by default, Wasmtime in this process (a command-line process is itself disposable).
+    """
+    runner = runner if runner is not None else run_in_process
     out = out or sys.stdout
     err = err or sys.stderr
-    flags, program_args = split_program_args(argv)
+    if argv[:1] == ["run"]:
+        run_flags, program_args = split_run_args(argv[1:])
+        flags = ["run", *run_flags]
+    else:
+        flags, program_args = split_program_args(argv)
     parser = make_parser(prog)
     try:
         ns = parser.parse_args(flags)
@@ -112,18 +183,17 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         if path.suffix.lower() in (".wat", ".wast"):
             # WebAssembly text, as `wasmtime run x.wat` takes it: a Preview 1 module.
-            result = run_module(read_wasm(path), caps, name=path.with_suffix(".wasm").name,
-                                stdout=out.write, stderr=err.write, limits=limits)
+            from .inspect import read_wasm
+            result = runner(read_wasm(path), caps, name=path.with_suffix(".wasm").name,
+                            module=True, stdout=out.write, stderr=err.write, limits=limits)
         else:
-            with path.open("rb") as file:
-                header = file.read(8)
-            core = len(header) == 8 and header[:4] == b"\0asm" and wasm_kind(header) == "module"
             # A core module is a WASI Preview 1 program; anything else goes to the
             # component runtime, which also explains files that are not WebAssembly.
-            runner = run_module if core else default_runtime().run
-            result = runner(path, caps, stdout=out.write, stderr=err.write, limits=limits)
+            result = runner(path, caps, module=is_core_module(path), stdout=out.write,
+                            stderr=err.write, limits=limits)
         if result.trap:
             err.write(result.trap + "\n")
+            return TRAP_STATUS
         return result.status
     if program_args:
         raise UsageError(f"'{ns.command}' takes no program arguments after --.")
@@ -133,6 +203,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
             raise UsageError(f"{ns.source!r}: expected an existing Python file (FILE.py).")
         if ns.world and not ns.wit:
             raise UsageError("--world NAME needs --wit FILE: the WIT that declares the world.")
+        from .builder import build
         artifact = build(source, paths=ns.path, progress=progress,
                          wit=Path(ns.wit) if ns.wit else None, world=ns.world)
         target = Path(ns.output) if ns.output else source.with_suffix(".wasm")
@@ -149,13 +220,18 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
             from .inspect import describe_core_modules
             out.write(describe_core_modules(ns.wasm) + "\n")
         else:
+            from .inspect import inspect_wasm
             out.write(inspect_wasm(ns.wasm).format() + "\n")
         return 0
+    from .builder import default_cache, forget_memo
     cache = default_cache()
     if ns.action == "clear":
         freed = cache.clear()
         forget_memo()
-        default_runtime().forget()
+        from .runtime import forget_compiled
+        from .sandbox.supervisor import forget_everywhere
+        forget_compiled()
+        forget_everywhere()
         out.write(f"cleared {format_size(freed)} from {cache.root}\n")
     else:
         info = cache.info()
@@ -167,11 +243,41 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     return 0
 
 
+# C0 controls but newline and tab, DEL and the C1 controls: what a terminal would act on.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+             if chr(code) not in "\n\t"}
+
+
+class _Escaped:
+    """A terminal stream that shows control characters (``\\x1b`` …) instead of obeying them.
+
+    Guest output is untrusted: escape sequences could clear the screen, retitle
+    the window or write the clipboard (OSC 52). Pipes and files get it raw.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text.translate(_CONTROLS))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _terminal_safe(stream: TextIO) -> TextIO:
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    return _Escaped(stream) if terminal else stream  # type: ignore[return-value]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m wasi_magic``."""
     shown: list[str] = []
 
-    def show(p: BuildProgress) -> None:
+    def show(p: "BuildProgress") -> None:
         if not sys.stderr.isatty():  # a log file gets the one-line results only
             return
         estimate = f" of ~{p.estimate:.0f} s" if p.estimate else ""
@@ -181,9 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             shown.append(text)
 
+    out, err = _terminal_safe(sys.stdout), _terminal_safe(sys.stderr)
     try:
         try:
-            return execute(sys.argv[1:] if argv is None else argv, progress=show)
+            return execute(sys.argv[1:] if argv is None else argv, progress=show, out=out,
+                           err=err)
         finally:
             if shown:
                 sys.stderr.write("\n")

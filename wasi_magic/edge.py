@@ -17,8 +17,8 @@ instantiate, call) is recorded in :attr:`EdgeServer.latencies`::
         urllib.request.urlopen(server.url + "/api/health").read()
     print(server.summary())
 
-Requests are served on threads (``ThreadingHTTPServer``); the guest calls
-themselves are serialized by :mod:`wasi_magic.host` (one engine, one epoch).
+Requests are served on threads (``ThreadingHTTPServer``); the guest calls run
+in the sandbox worker, one at a time (see :mod:`wasi_magic.sandbox.remote`).
 A trap or a timeout in the guest answers 500 or 504; the server carries on.
 """
 
@@ -34,10 +34,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from statistics import median
 from typing import Any, Iterable, Optional
 
-from .builder import Artifact
+from .artifact import Artifact
 from .capabilities import Capabilities
 from .errors import GuestTrap, RuntimeFailure, UsageError
-from .host import Guest, load
+from .host import load as load_in_process
 from .runtime import Runtime
 from .values import Record
 
@@ -67,8 +67,13 @@ class EdgeServer:
                  timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
                  max_memory: int | str | None = None, max_body: int = DEFAULT_MAX_BODY,
                  function: str = "handle", runtime: Optional[Runtime] = None) -> None:
-        self.guest: Guest = load(artifact, caps, fresh=True, timeout=timeout,
-                                 max_memory=max_memory, runtime=runtime)
+        if runtime is None:  # the guest runs in the sandbox worker, never in this process
+            from .sandbox.remote import load
+            self.guest: Any = load(artifact, caps, fresh=True, timeout=timeout,
+                                   max_memory=max_memory)
+        else:
+            self.guest = load_in_process(artifact, caps, fresh=True, timeout=timeout,
+                                         max_memory=max_memory, runtime=runtime)
         try:
             self._handle = self.guest[function]
         except KeyError:

@@ -38,6 +38,18 @@ class RuntimeFailure(WasiMagicError):
     """Wasmtime could not load or run a component (not a guest error)."""
 
 
+def require_wasmtime() -> None:
+    """Raise :class:`RuntimeFailure` with an install hint if wasmtime-py cannot be imported."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("wasmtime") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise RuntimeFailure("The wasmtime package is not installed. Install it with: "
+                             "pip install 'wasmtime==50.*'")
+
+
 class GuestError(WasiMagicError):
     """An exported function returned the ``err`` case of its ``result`` type.
 

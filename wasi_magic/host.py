@@ -49,11 +49,13 @@ from typing import Any, Optional
 import wasmtime
 from wasmtime import component as wc
 
-from .builder import Artifact
+from .artifact import Artifact
 from .capabilities import Capabilities
 from .errors import GuestError, GuestTrap, RuntimeFailure, UsageError
+from .limits import Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .runtime import Runtime
+from .sandbox.store import Deadline, interrupt_guard, new_store
 from .values import Record, ValType, Variant, describe, lift, lift_case, lower, snake
 
 __all__ = ["DEFAULT_CALL_TIMEOUT", "ExportedFunction", "Guest", "GuestError", "GuestTrap",
@@ -61,7 +63,6 @@ __all__ = ["DEFAULT_CALL_TIMEOUT", "ExportedFunction", "Guest", "GuestError", "G
 
 #: Default wall-clock limit of one call, in seconds.
 DEFAULT_CALL_TIMEOUT = 10.0
-_FOREVER = 1 << 62
 #: componentize-py's own bookkeeping export, not part of the user's world.
 _INTERNAL_EXPORT = "exports"
 
@@ -216,67 +217,6 @@ def _engine_lock(runtime: Runtime) -> threading.Lock:
         return lock
 
 
-class _Watchdog:
-    """One background thread that ends guest calls past their deadline.
-
-    Cheaper than a ``threading.Timer`` per call (starting a thread costs about
-    0.4 ms). Firing and disarming happen under one lock, so a deadline that
-    fires never leaks into the next call.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending: dict[int, tuple[float, Any, "_Deadline"]] = {}
-        self._thread: Optional[threading.Thread] = None
-
-    def arm(self, deadline: "_Deadline", seconds: float) -> None:
-        with self._cond:
-            self._pending[id(deadline)] = (time.monotonic() + seconds, deadline.engine, deadline)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="wasi-magic-deadlines",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def disarm(self, deadline: "_Deadline") -> None:
-        with self._cond:
-            self._pending.pop(id(deadline), None)
-
-    def _loop(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                for key, (due, engine, deadline) in list(self._pending.items()):
-                    if due <= now:
-                        del self._pending[key]
-                        deadline.fired = True
-                        engine.increment_epoch()
-                soonest = min((due for due, _, _ in self._pending.values()), default=None)
-                self._cond.wait(None if soonest is None else max(soonest - now, 0.001))
-
-
-_watchdog = _Watchdog()
-
-
-class _Deadline:
-    """A store's epoch deadline, ended by the watchdog after ``timeout`` seconds."""
-
-    def __init__(self, engine: Any, store: Any, timeout: Optional[float]) -> None:
-        self.engine = engine
-        self.timeout = timeout
-        self.fired = False
-        store.set_epoch_deadline(1 if timeout else _FOREVER)
-
-    def __enter__(self) -> "_Deadline":
-        if self.timeout:
-            _watchdog.arm(self, self.timeout)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.timeout:
-            _watchdog.disarm(self)
-
-
 class _Streams:
     """The guest's stdout and stderr; a new pair of sinks for every call."""
 
@@ -312,12 +252,16 @@ class Guest:
                  caps: Optional[Capabilities] = None, fresh: bool = True,
                  timeout: Optional[float] = DEFAULT_CALL_TIMEOUT,
                  max_memory: Optional[int] = None, stdout: Optional[TextCallback] = None,
-                 stderr: Optional[TextCallback] = None, output_limit: int = DEFAULT_LIMIT) -> None:
+                 stderr: Optional[TextCallback] = None, output_limit: int = DEFAULT_LIMIT,
+                 fuel: Optional[int] = None) -> None:
         self.name = name
         self.caps = caps if caps is not None else Capabilities()
         self.fresh = fresh
-        self.timeout = timeout or None
-        self.max_memory = max_memory
+        #: The limits of every call: time, fuel, memory and output.
+        self.limits = Limits(timeout=timeout or None, fuel=fuel or None,
+                             max_memory=max_memory or None, max_output=output_limit)
+        self.timeout = self.limits.timeout
+        self.max_memory = self.limits.max_memory
         #: Calls made, and what the last one wrote and took.
         self.calls = 0
         self.last_stdout = ""
@@ -325,6 +269,7 @@ class Guest:
         self.last_seconds = 0.0
         self._component = component
         self._runtime = runtime
+        self._engine, self._linker = runtime.engine_and_linker(fuel=bool(self.limits.fuel))
         self._streams = _Streams(stdout, stderr, output_limit)
         self._kept: Optional[tuple[Any, Any]] = None
         self._stdin_dir: Optional[tempfile.TemporaryDirectory] = None
@@ -440,8 +385,11 @@ class Guest:
         self._kept = None
         raw: Any = None
         failure: Optional[BaseException] = None
-        deadline = _Deadline(self._runtime.engine, store, self.timeout)
-        with deadline:
+        deadline = Deadline(self._engine, self.limits.timeout)
+        deadline.attach(store)
+        if self.limits.fuel:
+            store.set_fuel(self.limits.fuel)  # per call, also in a kept instance
+        with interrupt_guard(deadline), deadline:
             if instance is None:
                 instance = self._instantiate(store)
             func = instance.get_func(store, spec.index)
@@ -453,22 +401,22 @@ class Guest:
             except (TypeError, ValueError, NotImplementedError) as exc:
                 failure = UsageError(f"{spec.qualname}(): wasmtime-py could not convert the "
                                      f"values: {exc}")
+        self._last_deadline = deadline
         if not self.fresh and failure is None:
             self._kept = (store, instance)  # a trap poisons an instance: never keep one
-        return raw, failure, deadline.fired
+        if deadline.interrupted:
+            raise KeyboardInterrupt(f"{spec.qualname}: guest interrupted")
+        return raw, failure, deadline.timed_out
 
     def _new_store(self) -> Any:
-        """A Store with this guest's capabilities and memory limit."""
-        store = wasmtime.Store(self._runtime.engine)
-        store.set_wasi(self._wasi_config())
-        if self.max_memory:
-            store.set_limits(memory_size=self.max_memory)
-        return store
+        """A Store with this guest's capabilities and limits."""
+        return new_store(self._engine, self.caps, self.limits, self.name,
+                         self._streams.write_out, self._streams.write_err, self._stdin_folder())
 
     def _instantiate(self, store: Any) -> Any:
         """An instance of the component in ``store``, or a RuntimeFailure saying why not."""
         try:
-            return self._runtime.linker.instantiate(store, self._component)
+            return self._linker.instantiate(store, self._component)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__
@@ -482,37 +430,29 @@ class Guest:
         """Instantiate once now: keep it (``fresh=False``) or just prove the component starts."""
         with _engine_lock(self._runtime):
             store = self._new_store()
-            with _Deadline(self._runtime.engine, store, self.timeout):
+            deadline = Deadline(self._engine, self.limits.timeout)
+            deadline.attach(store)
+            with interrupt_guard(deadline), deadline:
                 instance = self._instantiate(store)
             self._kept = None if self.fresh else (store, instance)
             del store, instance
             self._streams.take()
 
-    def _wasi_config(self) -> Any:
-        caps = self.caps
-        config = wasmtime.WasiConfig()
-        config.argv = [self.name, *caps.args]
-        config.env = [list(pair) for pair in caps.env]
-        for grant in caps.dirs:
-            config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
-        if caps.stdin_file is not None:
-            config.stdin_file = str(caps.stdin_file)
-        elif caps.stdin is not None:
-            config.stdin_file = str(self._stdin_path(caps.stdin))
-        config.stdout_custom = self._streams.write_out
-        config.stderr_custom = self._streams.write_err
-        return config
-
-    def _stdin_path(self, data: bytes) -> Path:
+    def _stdin_folder(self) -> Optional[str]:
+        if self.caps.stdin is None:
+            return None
         if self._stdin_dir is None:
             self._stdin_dir = tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-")
-            Path(self._stdin_dir.name, "stdin").write_bytes(data)
-        return Path(self._stdin_dir.name, "stdin")
+        return self._stdin_dir.name
 
     def _trap(self, spec: FunctionSpec, exc: BaseException, fired: bool) -> GuestTrap:
         """A GuestTrap saying which limit stopped the call, or what the guest did."""
         stderr = self.last_stderr
         where = spec.qualname
+        if "all fuel consumed" in str(exc) and self.limits.fuel:
+            return GuestTrap(f"{where}: stopped by the fuel limit: used all {self.limits.fuel:,} "
+                             f"units (fuel={self.limits.fuel})", kind="fuel", stderr=stderr,
+                             function=where)
         if fired:
             return GuestTrap(f"{where}: stopped by the time limit after {self.last_seconds:.2f} s "
                              f"(timeout={self.timeout:g} s)", kind="timeout", stderr=stderr,
@@ -573,14 +513,15 @@ def load(artifact: Artifact | str | os.PathLike[str], caps: Optional[Capabilitie
          fresh: bool = True, timeout: Optional[float] = DEFAULT_CALL_TIMEOUT,
          max_memory: int | str | None = None, runtime: Optional[Runtime] = None,
          stdout: Optional[TextCallback] = None, stderr: Optional[TextCallback] = None,
-         output_limit: int = DEFAULT_LIMIT) -> Guest:
+         output_limit: int = DEFAULT_LIMIT, fuel: Optional[int] = None) -> Guest:
     """Load a component so that its exported functions can be called from Python.
 
     ``caps`` are the capabilities every call gets (directories, environment,
     arguments, stdin); nothing else is granted. ``fresh``: a new instance per
     call (default) or one kept instance. ``timeout``: wall-clock seconds per
     call (None: no limit). ``max_memory``: bytes of linear memory (or
-    ``"64MiB"``). ``stdout``/``stderr`` receive the guest's output as it is
+    ``"64MiB"``). ``fuel``: units of fuel per call. ``output_limit``: bytes kept
+    per stream and call. ``stdout``/``stderr`` receive the guest's output as it is
     written; each call's output is also kept in ``last_stdout``/``last_stderr``.
 
     ``runtime`` defaults to :func:`host_runtime`, a private engine: calls on
@@ -591,10 +532,10 @@ def load(artifact: Artifact | str | os.PathLike[str], caps: Optional[Capabilitie
     """
     runtime = runtime if runtime is not None else host_runtime()
     name = artifact.name if isinstance(artifact, Artifact) else Path(artifact).name
-    component, _, _ = runtime.component(artifact)
+    component, _, _ = runtime.component(artifact, fuel=bool(fuel))
     guest = Guest(component, runtime, name=name, caps=caps, fresh=fresh, timeout=timeout,
                   max_memory=_size(max_memory), stdout=stdout, stderr=stderr,
-                  output_limit=output_limit)
+                  output_limit=output_limit, fuel=fuel)
     guest._start()
     return guest
 

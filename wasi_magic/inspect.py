@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .binary import is_core_module, wasm_kind  # noqa: F401 - re-exported
 from .errors import RuntimeFailure
 from .output import format_size
+from .wasip1 import WASI_P1, WASI_P1_FUNCTIONS, assemble
 
 #: What each WASI interface gives a guest, for readable listings.
 WASI_INTERFACES = {
@@ -65,7 +67,6 @@ class WasmInfo:
                  else "core module (WASI Preview 1)")
         lines = [f"{self.path.name}: {label}, {format_size(self.size)}",
                  f"imports ({len(self.imports)}):"]
-        from .preview1 import WASI_P1, WASI_P1_FUNCTIONS  # (preview1 imports this module)
         for name in self.imports:
             module, _, function = name.partition(".")
             meaning = WASI_INTERFACES.get(name.partition("@")[0]) or (
@@ -74,13 +75,6 @@ class WasmInfo:
         lines.append(f"exports ({len(self.exports)}):")
         lines += [f"  {name}" for name in self.exports]
         return "\n".join(lines)
-
-
-def wasm_kind(data: bytes) -> str:
-    """'component' or 'module' from a binary's 8-byte header."""
-    if data[:4] != b"\0asm" or len(data) < 8:
-        raise RuntimeFailure("not a WebAssembly binary (it does not start with \\0asm)")
-    return "module" if data[4:8] == b"\x01\x00\x00\x00" else "component"
 
 
 def describe_core_modules(path: str | os.PathLike[str]) -> str:
@@ -121,7 +115,6 @@ def read_wasm(path: str | os.PathLike[str]) -> bytes:
     except OSError as exc:
         raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
     if file.suffix.lower() in (".wat", ".wast") and not data.startswith(b"\0asm"):
-        from .preview1 import assemble  # (preview1 imports this module)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:

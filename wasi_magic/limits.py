@@ -38,33 +38,60 @@ LIMIT_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
+#: The largest values the limits accept (Wasmtime counts fuel in a u64; a memory
+#: or an output stream of more than 1 TiB is no limit at all on any machine).
+MAX_FUEL = (1 << 64) - 1
+MAX_SIZE = 1 << 40
+#: The longest time limit accepted: 30 days (``--timeout 0`` means none).
+MAX_TIMEOUT = 30 * 24 * 3600.0
+
+
 def parse_size(text: str, flag: str = "--max-memory") -> int:
-    """``'64MiB'`` -> 67108864; bare numbers are bytes."""
+    """``'64MiB'`` -> 67108864; bare numbers are bytes. Must be between 1 byte and 1 TiB."""
     found = _SIZE.match(str(text))
     unit = found.group(2).lower() if found else ""
     if not found or unit not in _UNITS:
         raise UsageError(f"{flag} {text!r}: expected a size such as 64MiB, 512KiB, 1G or a "
                          f"number of bytes.")
-    return int(float(found.group(1)) * _UNITS[unit])
+    value = int(float(found.group(1)) * _UNITS[unit])
+    if not 1 <= value <= MAX_SIZE:
+        raise UsageError(f"{flag} {text!r}: must be between 1 byte and 1TiB (leave the flag "
+                         f"out for the default).")
+    return value
 
 
 def parse_duration(text: str, flag: str = "--timeout") -> float:
-    """``'2s'`` -> 2.0, ``'500ms'`` -> 0.5, ``'1m'`` -> 60.0; bare numbers are seconds."""
+    """``'2s'`` -> 2.0, ``'500ms'`` -> 0.5, ``'1m'`` -> 60.0; bare numbers are seconds.
+
+    ``0`` means no limit; anything above :data:`MAX_TIMEOUT` (30 days) is refused.
+    """
     found = _DURATION.match(str(text))
     if not found:
         raise UsageError(f"{flag} {text!r}: expected seconds, such as 5, 2.5s, 500ms or 1m.")
     scale = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
-    return float(found.group(1)) * scale[found.group(2)]
+    seconds = float(found.group(1)) * scale[found.group(2)]
+    if not seconds <= MAX_TIMEOUT:
+        raise UsageError(f"{flag} {text!r}: at most 30 days ({MAX_TIMEOUT:g} s); use "
+                         f"{flag} 0 for no time limit.")
+    return seconds
 
 
 def parse_count(text: str, flag: str = "--fuel") -> int:
-    """``'1e9'`` or ``'1_000_000'`` -> int."""
-    try:
-        value = int(float(str(text).replace("_", "")))
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected a whole number such as 1000000 or 1e9.") from None
-    if value <= 0:
-        raise UsageError(f"{flag} {text!r}: must be greater than zero.")
+    """``'1e9'`` or ``'1_000_000'`` -> int, between 1 and 2**64 - 1."""
+    digits = str(text).replace("_", "").strip()
+    value: int | None = None
+    if digits.isdigit():
+        value = int(digits)  # exact, even beyond a float's precision
+    else:
+        try:
+            number = float(digits)
+            value = int(number) if number.is_integer() else None
+        except (ValueError, OverflowError):
+            pass
+    if value is None:
+        raise UsageError(f"{flag} {text!r}: expected a whole number such as 1000000 or 1e9.")
+    if not 1 <= value <= MAX_FUEL:
+        raise UsageError(f"{flag} {text!r}: must be between 1 and {MAX_FUEL:,} (2**64 - 1).")
     return value
 
 
@@ -77,11 +104,31 @@ class Limits:
     max_memory: int | None = None
     max_output: int = DEFAULT_LIMIT
 
+    def __post_init__(self) -> None:
+        # Limits also arrive from Python (load(), the panel): check them here, once.
+        timeout = self.timeout
+        if timeout is not None and not (isinstance(timeout, (int, float))
+                                        and 0 <= timeout <= MAX_TIMEOUT):
+            raise UsageError(f"timeout={timeout!r}: expected seconds between 0 and "
+                             f"{MAX_TIMEOUT:g} (30 days), or None for no limit.")
+        for name, value, top in (("fuel", self.fuel, MAX_FUEL),
+                                 ("max_memory", self.max_memory, MAX_SIZE)):
+            if value is not None and not (isinstance(value, int) and 1 <= value <= top):
+                raise UsageError(f"{name}={value!r}: expected a whole number from 1 to {top:,}, "
+                                 f"or None for no limit.")
+        if not (isinstance(self.max_output, int) and 1 <= self.max_output <= MAX_SIZE):
+            raise UsageError(f"max_output={self.max_output!r}: expected a number of bytes from "
+                             f"1 to {MAX_SIZE:,}.")
+
     @classmethod
     def parse(cls, timeout: str | float | None = None, fuel: str | int | None = None,
               max_memory: str | int | None = None, max_output: str | int | None = None,
-              wasm_options: Iterable[str] = ()) -> "Limits":
-        """Limits from flag values; ``wasm_options`` are ``-W name=value`` items."""
+              wasm_options: Iterable[str] = (), *, defaults: "Limits | None" = None) -> "Limits":
+        """Limits from flag values; ``wasm_options`` are ``-W name=value`` items.
+
+        What no flag sets comes from ``defaults`` (the session's settings), else from
+        the class defaults.
+        """
         values: dict[str, Any] = {}
         for item in wasm_options:
             name, sep, value = item.partition("=")
@@ -93,7 +140,7 @@ class Limits:
         for key, value in (("timeout", timeout), ("fuel", fuel), ("max_memory", max_memory)):
             if value is not None:
                 values[key] = value
-        limits = cls()
+        limits = defaults if defaults is not None else cls()
         if "timeout" in values:
             seconds = parse_duration(values["timeout"])
             limits = replace(limits, timeout=seconds or None)

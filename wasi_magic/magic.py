@@ -15,30 +15,28 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Enum, Float, Unicode
 
 from . import cli
 from .builder import BuildProgress, build
-from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
+from .capabilities import Capabilities
+from .flags import CELL_ARGUMENTS
 from .errors import UsageError, WasiMagicError
 from .guest import check_syntax
 from .quick import quick_sandbox, with_source
 from .output import format_size
-from .limits import LIMIT_ARGUMENTS, Limits
-from .runtime import RunResult, default_runtime
+from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
+from .result import RunResult
+from .sandbox.supervisor import default_sandbox
 
 
 class GuestFailed(WasiMagicError):
     """Raised by ``--raise-error`` when the guest ends with a non-zero status."""
 
 
-def _capability_arguments(func: Any) -> Any:
-    for names, options in reversed(CAPABILITY_ARGUMENTS):
-        func = argument(*names, **options)(func)
-    return func
-
-
-def _limit_arguments(func: Any) -> Any:
-    for names, options in reversed(LIMIT_ARGUMENTS):
+def _cell_arguments(func: Any) -> Any:
+    """The ``%%wasi`` flags, from the one table the core shares (:mod:`.flags`)."""
+    for names, options in reversed(CELL_ARGUMENTS):
         func = argument(*names, **options)(func)
     return func
 
@@ -99,8 +97,17 @@ BUILD_INTERRUPTED = "build interrupted: nothing was run or cached; run the cell 
 class WasiMagics(Magics):
     """``%%wasi`` and ``%wasi``."""
 
-    #: The session's default mode: 'build' (each cell its own component) or 'quick'.
-    mode = "build"
+    # The session's settings: `%wasi config` changes them, and so can ipython_config.py
+    # (c.WasiMagics.mode = "quick"), as with IPython's own %%script.
+    mode = Enum(MODES, default_value="build",
+                help="How a %%wasi cell runs by default: 'build' (its own component) or "
+                     "'quick' (the quick-mode sandbox, no build).").tag(config=True)
+    timeout = Float(DEFAULT_TIMEOUT,
+                    help="Default wall-clock limit of a cell, in seconds (0: none); "
+                         "--timeout overrides it.").tag(config=True)
+    max_output = Unicode("1MiB",
+                         help="Default cap on what one output stream keeps, e.g. 64KiB or 4MiB; "
+                              "--max-output overrides it.").tag(config=True)
 
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
@@ -108,33 +115,7 @@ class WasiMagics(Magics):
         self.wits: dict[str, str] = {}
 
     @magic_arguments()
-    @_capability_arguments
-    @argument("--path", action="append", default=[], metavar="DIR",
-              help="A folder of pure-Python modules the cell may import (repeatable).")
-    @_limit_arguments
-    @argument("--out", metavar="VAR", help="Store the guest's stdout in VAR instead of showing it.")
-    @argument("--err", metavar="VAR", help="Store the guest's stderr in VAR instead of showing it.")
-    @argument("--result", metavar="VAR", help="Store the RunResult (status, output, timings) in VAR.")
-    @argument("-o", "--output", metavar="PATH.wasm", help="Also save the built component to PATH.wasm.")
-    @argument("--raise-error", action="store_true",
-              help="Raise an error when the guest exits with a non-zero status.")
-    @argument("-q", "--quiet", action="store_true", help="Do not show the build summary line.")
-    @argument("--panel", action="store_true",
-              help="Show a capability panel: tick and untick grants and re-run the built "
-                   "component at once (output appears below the panel).")
-    @argument("--world", metavar="NAME",
-              help="Build the cell as a component of the WIT world NAME (from a %%%%wit NAME "
-                   "cell or --wit FILE) and bind it, loaded, to a variable (see --as).")
-    @argument("--wit", metavar="FILE", help="Read the world's WIT from FILE.")
-    @argument("--as", dest="as_var", metavar="VAR",
-              help="With --world: the variable to bind the loaded component to (default: NAME).")
-    @argument("--p1", action="store_true",
-              help="The cell is WebAssembly text (WAT): assemble it and run it as a WASI "
-                   "Preview 1 core module.")
-    @argument("--quick", action="store_true", default=None,
-              help="Run in the quick-mode sandbox (no build; a fixed set of stdlib modules).")
-    @argument("--build", action="store_false", dest="quick",
-              help="Build the cell into its own component (the default mode).")
+    @_cell_arguments
     @cell_magic("wasi")
     def wasi_cell(self, line: str, cell: str) -> None:
         """Build the cell into a WASI Preview 2 component and run it in a sandbox.
@@ -160,7 +141,8 @@ class WasiMagics(Magics):
             raise UsageError("--panel shows the output below the panel; it cannot be combined "
                              "with --out, --err, --result or --raise-error.")
         caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
-        limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
+        limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options,
+                              defaults=self.session_limits())
         status = Status(enabled=not ns.quiet)
         if ns.p1:
             return self._run_p1(cell, caps, limits, ns, status)
@@ -180,14 +162,14 @@ class WasiMagics(Magics):
             else:
                 artifact = build(cell, paths=ns.path, progress=status.progress)
             build_seconds = time.perf_counter() - started
-            runtime = default_runtime()
-            fuel = bool(limits.fuel)
+            sandbox = default_sandbox()
             if not artifact.cached:
                 status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
-                            f"{format_size(artifact.size)} with {runtime.strategy}…")
+                            f"{format_size(artifact.size)}…")
             elif not ns.quiet:
                 status.show(f"wasi: cached · loading {format_size(artifact.size)}…")
-            _, compile_seconds, how = runtime.component(artifact, fuel=fuel)
+            prepared = sandbox.prepare(artifact, fuel=bool(limits.fuel))
+            compile_seconds, how = prepared["seconds"], prepared["how"]
         except KeyboardInterrupt:
             raise _stopped(BUILD_INTERRUPTED) from None
         summary = (f"built in {artifact.build_seconds:.1f} s" if not artifact.cached else "cached")
@@ -195,7 +177,7 @@ class WasiMagics(Magics):
             summary = "quick mode" + ("" if artifact.cached else f" (sandbox {summary})")
         summary = f"wasi: {summary} · {format_size(artifact.size)}"
         if how == "compiled":
-            summary += f" · compiled in {compile_seconds:.1f} s ({runtime.strategy})"
+            summary += f" · compiled in {compile_seconds:.1f} s ({prepared['strategy']})"
         if ns.output:
             target = Path(ns.output).expanduser()
             shutil.copyfile(artifact.path, target)
@@ -203,13 +185,13 @@ class WasiMagics(Magics):
         status.done(summary)
         if ns.panel:
             from .widgets import show_panel
-            show_panel(artifact, caps, runtime=runtime, limits=limits,
+            show_panel(artifact, caps, sandbox=sandbox, limits=limits,
                        prepare=(lambda c: with_source(c, cell)) if quick else None)
             return
 
         stdout, stderr = sys.stdout, sys.stderr
         try:
-            result = runtime.run(artifact, run_caps, limits=limits,
+            result = sandbox.run(artifact, run_caps, limits=limits,
                                  stdout=None if ns.out else _writer(stdout),
                                  stderr=None if ns.err else _writer(stderr))
         except KeyboardInterrupt as exc:
@@ -224,7 +206,7 @@ class WasiMagics(Magics):
     def _build_world(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
                      status: Status) -> None:
         """``%%wasi --world NAME``: build the cell against a WIT world and bind it, loaded."""
-        from .host import load
+        from .sandbox.remote import load
         from .warm import world_name
         if not ns.world:
             raise UsageError("--wit FILE needs --world NAME: the world of FILE to build.")
@@ -245,7 +227,8 @@ class WasiMagics(Magics):
         try:
             artifact = build(cell, paths=ns.path, progress=status.progress, wit=wit,
                              world=world_name(ns.world, wit))
-            guest = load(artifact, caps, timeout=limits.timeout, max_memory=limits.max_memory)
+            guest = load(artifact, caps, timeout=limits.timeout, max_memory=limits.max_memory,
+                         fuel=limits.fuel, output_limit=limits.max_output)
         except KeyboardInterrupt:
             raise _stopped(BUILD_INTERRUPTED) from None
         how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"
@@ -272,7 +255,7 @@ class WasiMagics(Magics):
     def _run_p1(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
                 status: Status) -> None:
         """``%%wasi --p1``: the cell is WAT, run as a WASI Preview 1 core module."""
-        from .preview1 import assemble, run_module
+        from .preview1 import assemble
         if ns.quick or ns.path or ns.panel:
             raise UsageError("--p1 runs WebAssembly text as it is: it cannot be combined "
                              "with --quick, --path or --panel.")
@@ -285,9 +268,10 @@ class WasiMagics(Magics):
         status.done(summary)
         stdout, stderr = sys.stdout, sys.stderr
         try:
-            result = run_module(wasm, caps, limits=limits, name="cell.wasm",
-                                stdout=None if ns.out else _writer(stdout),
-                                stderr=None if ns.err else _writer(stderr))
+            result = default_sandbox().run(wasm, caps, limits=limits, name="cell.wasm",
+                                           module=True,
+                                           stdout=None if ns.out else _writer(stdout),
+                                           stderr=None if ns.err else _writer(stderr))
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         result.steps["build"] = "assembled"
@@ -326,7 +310,7 @@ class WasiMagics(Magics):
             %wasi build FILE.py [-o OUT.wasm] [--path DIR]
             %wasi inspect PATH.wasm
             %wasi cache info|clear
-            %wasi config --mode quick|build
+            %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
             %wasi warm [NOTEBOOK.ipynb ...]
         """
         from IPython.utils.process import arg_split
@@ -335,8 +319,9 @@ class WasiMagics(Magics):
             return self._config(words[1:])
         status = Status()
         try:
-            code = cli.execute(words, out=_Forward(sys.stdout),
-                               err=_Forward(sys.stderr), prog="%wasi", progress=status.progress)
+            code = cli.execute(words, out=_Forward(sys.stdout), err=_Forward(sys.stderr),
+                               prog="%wasi", progress=status.progress,
+                               runner=default_sandbox().run)
         except WasiMagicError as exc:
             raise _shown(exc) from None
         except KeyboardInterrupt as exc:
@@ -345,13 +330,32 @@ class WasiMagics(Magics):
         return None if code == 0 else code
 
 
+    def session_limits(self) -> Limits:
+        """The limits every cell starts from (the ``timeout`` and ``max_output`` settings)."""
+        return Limits(timeout=parse_duration(str(self.timeout), "WasiMagics.timeout") or None,
+                      max_output=parse_size(self.max_output, "WasiMagics.max_output"))
+
     def _config(self, words: list[str]) -> None:
-        """``%wasi config [--mode quick|build]``: show or set the session's defaults."""
-        if words[:1] == ["--mode"] and len(words) == 2 and words[1] in MODES:
-            self.mode = words[1]
-        elif words:
-            raise IPythonUsageError("usage: %wasi config [--mode quick|build]")
-        print(f"wasi: mode = {self.mode}")
+        """``%wasi config [--mode M] [--timeout S] [--max-output SIZE]``: show or set the
+        session's settings."""
+        usage = "usage: %wasi config [--mode quick|build] [--timeout SECONDS] [--max-output SIZE]"
+        pairs = dict(zip(words[::2], words[1::2]))
+        if len(words) % 2 or set(pairs) - {"--mode", "--timeout", "--max-output"}:
+            raise IPythonUsageError(usage)
+        if "--mode" in pairs:
+            if pairs["--mode"] not in MODES:
+                raise IPythonUsageError(f"--mode {pairs['--mode']!r}: expected quick or build")
+            self.mode = pairs["--mode"]
+        try:
+            if "--timeout" in pairs:
+                self.timeout = parse_duration(pairs["--timeout"])
+            if "--max-output" in pairs:
+                parse_size(pairs["--max-output"], "--max-output")
+                self.max_output = pairs["--max-output"]
+        except UsageError as exc:
+            raise IPythonUsageError(str(exc)) from None
+        print(f"wasi: mode = {self.mode} · timeout = {self.timeout:g} s (0: none) · "
+              f"max output = {self.max_output}")
 
 
 class _Forward:

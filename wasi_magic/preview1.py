@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -31,101 +30,28 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from .capabilities import Capabilities
-from .errors import BuildError, RuntimeFailure
-from .inspect import wasm_kind
+from .errors import RuntimeFailure
+from .binary import wasm_kind
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
-from .runtime import (RunResult, _describe_trap, _interrupt_guard, _require_wasmtime, _Watch,
-                      wasi_config)
+from .result import RunResult
+from .errors import require_wasmtime as _require_wasmtime
+from .sandbox import shim
+from .sandbox.store import Deadline, describe_trap, interrupt_guard, new_store, stdin_folder
+from .wasip1 import ERRNO_NAMES, WASI_P1, WASI_P1_FUNCTIONS, assemble, errno_name  # noqa: F401
 
 try:
     import wasmtime
 except ImportError:  # pragma: no cover - exercised by the install-hint test
     wasmtime = None  # type: ignore[assignment]
 
-#: The module every WASI Preview 1 system call is imported from.
-WASI_P1 = "wasi_snapshot_preview1"
-
-#: WASI Preview 1 errno values by number (the witx ``errno`` type): a failing
-#: system call returns one of these instead of 0.
-ERRNO_NAMES: tuple[str, ...] = (
-    "success", "2big", "acces", "addrinuse", "addrnotavail", "afnosupport", "again",
-    "already", "badf", "badmsg", "busy", "canceled", "child", "connaborted",
-    "connrefused", "connreset", "deadlk", "destaddrreq", "dom", "dquot", "exist",
-    "fault", "fbig", "hostunreach", "idrm", "ilseq", "inprogress", "intr", "inval",
-    "io", "isconn", "isdir", "loop", "mfile", "mlink", "msgsize", "multihop",
-    "nametoolong", "netdown", "netreset", "netunreach", "nfile", "nobufs", "nodev",
-    "noent", "noexec", "nolck", "nolink", "nomem", "nomsg", "noprotoopt", "nospc",
-    "nosys", "notconn", "notdir", "notempty", "notrecoverable", "notsock", "notsup",
-    "notty", "nxio", "overflow", "ownerdead", "perm", "pipe", "proto",
-    "protonosupport", "prototype", "range", "rofs", "spipe", "srch", "stale",
-    "timedout", "txtbsy", "xdev", "notcapable",
-)
-
-#: What each ``wasi_snapshot_preview1`` function gives a guest, for readable listings.
-WASI_P1_FUNCTIONS: dict[str, str] = {
-    "args_get": "read the program arguments (args after --)",
-    "args_sizes_get": "how many program arguments there are, and their size",
-    "environ_get": "read the environment variables (--env)",
-    "environ_sizes_get": "how many environment variables there are, and their size",
-    "clock_res_get": "the resolution of a clock",
-    "clock_time_get": "the time of a clock (date and time, or a timer)",
-    "fd_advise": "hint how a file will be read",
-    "fd_allocate": "reserve space in a file",
-    "fd_close": "close a file descriptor",
-    "fd_datasync": "flush a file's data to disk",
-    "fd_fdstat_get": "what a file descriptor is and what it may do",
-    "fd_fdstat_set_flags": "change a file descriptor's flags (append, non-blocking)",
-    "fd_fdstat_set_rights": "give up rights on a file descriptor",
-    "fd_filestat_get": "a file's size, type and times",
-    "fd_filestat_set_size": "truncate or extend a file",
-    "fd_filestat_set_times": "set a file's access and modification times",
-    "fd_pread": "read from a file at an offset",
-    "fd_prestat_get": "whether a file descriptor is a directory granted with --dir",
-    "fd_prestat_dir_name": "the guest name of a directory granted with --dir",
-    "fd_pwrite": "write to a file at an offset",
-    "fd_read": "read from a file descriptor (stdin or an open file)",
-    "fd_readdir": "list a directory",
-    "fd_renumber": "move a file descriptor to another number",
-    "fd_seek": "move a file's read/write position",
-    "fd_sync": "flush a file's data and metadata to disk",
-    "fd_tell": "a file's read/write position",
-    "fd_write": "write to a file descriptor (stdout, stderr or an open file)",
-    "path_create_directory": "create a directory inside a grant",
-    "path_filestat_get": "a file's size, type and times, by path",
-    "path_filestat_set_times": "set a file's times, by path",
-    "path_link": "create a hard link inside a grant",
-    "path_open": "open a file relative to a granted directory",
-    "path_readlink": "read a symbolic link",
-    "path_remove_directory": "remove an empty directory",
-    "path_rename": "rename a file or directory",
-    "path_symlink": "create a symbolic link",
-    "path_unlink_file": "delete a file",
-    "poll_oneoff": "wait for clocks or file descriptors (sleep)",
-    "proc_exit": "end the program with an exit status",
-    "proc_raise": "send the program a signal (unsupported)",
-    "sched_yield": "let other threads run",
-    "random_get": "secure random bytes",
-    "sock_accept": "accept a connection on a socket it was given (never granted here)",
-    "sock_recv": "receive from a socket",
-    "sock_send": "send on a socket",
-    "sock_shutdown": "shut a socket down",
-}
-
 #: How many compiled modules :func:`compile_module` keeps in memory.
 MODULE_CACHE_SIZE = 32
-
-_LOCATION = re.compile(r"-->\s*<anon>:(\d+):(\d+)")
 
 _engines: dict[bool, Any] = {}
 _linkers: dict[bool, Any] = {}
 _modules: "OrderedDict[tuple[bool, str], Any]" = OrderedDict()
 _lock = threading.Lock()
-
-
-def errno_name(errno: int) -> str:
-    """``8`` -> ``'badf'``; ``'errno N'`` for a number outside the table."""
-    return ERRNO_NAMES[errno] if 0 <= errno < len(ERRNO_NAMES) else f"errno {errno}"
 
 
 def engine(fuel: bool = False) -> Any:
@@ -146,47 +72,6 @@ def engine(fuel: bool = False) -> Any:
             linker.define_wasi()
             _linkers[fuel] = linker
         return _engines[fuel]
-
-
-def assemble(wat: str, *, name: str = "module.wat") -> bytes:
-    """Turn WebAssembly text into a binary core module, and validate it.
-
-    A syntax error raises :class:`~wasi_magic.errors.BuildError` whose message
-    names the line and column in ``wat`` and shows that line with a caret
-    under the column; the full Wasmtime message is in the error's ``log``. A
-    module that parses but is not valid WebAssembly (a type mismatch, say)
-    raises :class:`BuildError` too. ``name`` labels the text in messages.
-    """
-    _require_wasmtime()
-    try:
-        data = bytes(wasmtime.wat2wasm(wat))
-    except wasmtime.WasmtimeError as exc:
-        raise BuildError(_wat_error(wat, str(exc), name), log=str(exc)) from None
-    try:
-        wasmtime.Module.validate(engine(), data)
-    except wasmtime.WasmtimeError as exc:
-        text = str(exc).strip()
-        raise BuildError(f"{name}: the text is well-formed but not a valid module: "
-                         f"{text.splitlines()[0] if text else 'invalid module'}",
-                         log=text) from None
-    return data
-
-
-def _wat_error(wat: str, message: str, name: str) -> str:
-    """``'hello.wat, line 4, column 5: unknown operator…'`` and the line with a caret."""
-    lines = [line for line in message.strip().splitlines()]
-    reason = lines[0].strip() if lines else "cannot assemble the text"
-    found = _LOCATION.search(message)
-    if not found:
-        return f"{name}: {reason}"
-    number, column = int(found.group(1)), int(found.group(2))
-    source = wat.splitlines()
-    text = source[number - 1] if 0 < number <= len(source) else ""
-    gutter = f"{number:>5} | "
-    # Keep tabs under tabs so that the caret lines up however tabs are shown.
-    pad = "".join(ch if ch == "\t" else " " for ch in text[:column - 1])
-    return (f"{name}, line {number}, column {column}: {reason}\n"
-            f"{gutter}{text}\n{' ' * (len(gutter) - 2)}| {pad}^")
 
 
 WasmSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
@@ -294,23 +179,18 @@ def run_module(
     write_out, write_err = out.write, err.write
     result = RunResult(status=0, stdout="", stderr="", capabilities=caps, artifact=path,
                        compile_seconds=compile_seconds, steps={"module": how}, limits=limits)
-    watch = _Watch(eng, limits.timeout)
-    with tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
-            if caps.stdin is not None else _no_directory() as stdin_dir:
+    deadline = Deadline(eng, limits.timeout)
+    failure: RuntimeFailure | None = None
+    with stdin_folder(caps) as stdin_dir:
         store = instance = start = None
-        config = wasi_config(caps, name, write_out, write_err, stdin_dir)
-        handles = _output_handles(write_out, write_err)
+        handles: set[int] = set()
         started = time.perf_counter()
         try:
-            store = wasmtime.Store(eng)
-            store.set_wasi(config)
-            if limits.max_memory:
-                store.set_limits(memory_size=limits.max_memory)
-            if limits.fuel:
-                store.set_fuel(limits.fuel)
-            watch.attach(store)
-            with _interrupt_guard(watch):
-                watch.start()
+            store = new_store(eng, caps, limits, name, write_out, write_err, stdin_dir)
+            handles = shim.output_handles((write_out, write_err))
+            deadline.attach(store)
+            with interrupt_guard(deadline):
+                deadline.start()
                 try:
                     instance = linker.instantiate(store, module)
                     result.instantiate_seconds = time.perf_counter() - started
@@ -322,39 +202,46 @@ def run_module(
                     result.status = exc.code
                 except wasmtime.Trap as exc:
                     result.status = 1
-                    result.trap = _trap_message(exc, watch, limits, time.perf_counter() - started)
+                    result.trap = _trap_message(exc, deadline, limits,
+                                                time.perf_counter() - started)
                 except wasmtime.WasmtimeError as exc:
-                    if instance is None and not (watch.timed_out or watch.interrupted):
-                        raise _link_failure(exc, name) from None
-                    result.status = 1
-                    result.trap = _trap_message(exc, watch, limits, time.perf_counter() - started)
+                    if instance is None and not deadline.fired:
+                        # Raised below, once the store is gone: the exception's traceback
+                        # would keep the store (and its output callbacks) alive.
+                        failure = _link_failure(exc, name)
+                    else:
+                        result.status = 1
+                        result.trap = _trap_message(exc, deadline, limits,
+                                                    time.perf_counter() - started)
                 result.run_seconds = time.perf_counter() - started
-                if limits.fuel:
+                if limits.fuel and failure is None:
                     result.fuel_used = limits.fuel - store.get_fuel()
         finally:
-            watch.cancel()
+            deadline.cancel()
             # Drop the store now, while Python is alive, and wait until
             # Wasmtime has released our output callbacks: it closes the
             # guest's streams on its own I/O threads, and a callback into a
             # finalizing interpreter aborts the process with a Rust panic.
-            del store, instance, start, config
-            _wait_released(handles)
+            del store, instance, start
+            shim.wait_outputs_released(handles)
+    if failure is not None:
+        raise failure
     out.close()
     err.close()
     result.stdout, result.stderr = out.text(), err.text()
     result.truncated = out.truncated or err.truncated
-    if watch.interrupted:
+    if deadline.interrupted:
         raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
     return result
 
 
-def _trap_message(exc: Exception, watch: _Watch, limits: Limits, seconds: float) -> str:
-    """Why the guest stopped, as :func:`wasi_magic.runtime._describe_trap` says, plus
-    a hint for the one WASI failure students meet first."""
-    if "missing required memory export" in str(exc) and not (watch.timed_out or watch.interrupted):
+def _trap_message(exc: Exception, deadline: Deadline, limits: Limits, seconds: float) -> str:
+    """Why the guest stopped, as :func:`~wasi_magic.sandbox.store.describe_trap` says,
+    plus a hint for the one WASI failure students meet first."""
+    if "missing required memory export" in str(exc) and not deadline.fired:
         return ("guest trapped: missing required memory export: a module that calls "
                 f"{WASI_P1} functions must export its memory as \"memory\"")
-    return _describe_trap(exc, watch, limits, seconds)
+    return describe_trap(exc, deadline, limits, seconds)
 
 
 def _start_function(instance: Any, store: Any, name: str) -> Any:
@@ -372,34 +259,6 @@ def _link_failure(exc: Exception, name: str) -> RuntimeFailure:
         return RuntimeFailure(f"{name} cannot start: {first}. Only the {WASI_P1} functions "
                               f"are provided.")
     return RuntimeFailure(f"Wasmtime could not instantiate {name}: {first}")
-
-
-def _output_handles(*callbacks: Callable[[bytes], None]) -> set[int]:
-    """The wasmtime-py slab handles that hold ``callbacks`` (by identity)."""
-    try:
-        from wasmtime._wasi import CUSTOM_OUTPUTS
-    except ImportError:  # pragma: no cover - another wasmtime-py layout
-        return set()
-    return {index for index, value in list(CUSTOM_OUTPUTS.handles.items())
-            if any(value is callback for callback in callbacks)}
-
-
-def _wait_released(handles: set[int], limit: float = 2.0) -> None:
-    """Wait (briefly) until Wasmtime's I/O threads have finalized ``handles``."""
-    if not handles:
-        return
-    from wasmtime._wasi import CUSTOM_OUTPUTS
-    deadline = time.monotonic() + limit
-    while handles & CUSTOM_OUTPUTS.handles.keys() and time.monotonic() < deadline:
-        time.sleep(0.001)
-
-
-class _no_directory:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # --- what a module imports and exports -------------------------------------------------------

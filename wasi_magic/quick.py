@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .builder import Artifact, ProgressCallback, build
+from .artifact import Artifact
+from .builder import ProgressCallback, build
 from .capabilities import Capabilities
 from .errors import UsageError
 from .guest import check_syntax
-from .runtime import RunResult, default_runtime
+from .limits import Limits
+from .result import RunResult
 
 SOURCE_VAR = "WASI_MAGIC_SOURCE"
 
@@ -40,14 +42,15 @@ def run_quick(source: str, capabilities: Capabilities | None = None, *,
               progress: ProgressCallback | None = None, **options: Any) -> RunResult:
     """Run ``source`` in the quick-mode sandbox with ``capabilities``.
 
-    Options are those of :meth:`wasi_magic.Runtime.run` (stdout, stderr,
-    limits...). A syntax error is reported before anything runs, with the
+    Options are those of :func:`wasi_magic.run` (stdout, stderr, limits,
+    timeout…). A syntax error is reported before anything runs, with the
     cell line, as in build mode.
     """
+    from . import run
     check_syntax(source)
     caps = capabilities if capabilities is not None else Capabilities()
     artifact = quick_sandbox(progress)
-    result = default_runtime().run(artifact, with_source(caps, source), **options)
+    result = run(artifact, with_source(caps, source), **options)
     result.capabilities = caps
     result.steps["build"] = "quick"
     return result

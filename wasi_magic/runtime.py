@@ -10,28 +10,26 @@ nothing a guest does survives into the next run.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import gc
-import heapq
 import importlib.metadata
-import itertools
 import os
 import platform
-import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from .builder import Artifact, default_cache
-from .cache import Cache, file_sha256
+from .artifact import Artifact
+from .cache import Cache, default_cache, file_sha256
 from .capabilities import Capabilities
-from .errors import RuntimeFailure
+from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
+from .result import RunResult
+from .sandbox import shim
+from .sandbox.store import Deadline, describe_trap, interrupt_guard, new_store, stdin_folder
+from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
     import wasmtime
@@ -43,50 +41,9 @@ except ImportError:  # pragma: no cover - exercised by the install-hint test
 RUN_EXPORT = "wasi:cli/run@0.2.9"
 #: Compilers Wasmtime offers: Winch (baseline, fast to compile) and Cranelift (optimizing).
 STRATEGIES = ("winch", "cranelift")
-_WINCH = 2  # wasmtime_strategy_t: AUTO=0, CRANELIFT=1, WINCH=2
 
 
-def _require_wasmtime() -> None:
-    if wasmtime is None:
-        raise RuntimeFailure("The wasmtime package is not installed. Install it with: "
-                             "pip install 'wasmtime==50.*'")
-
-
-@dataclass
-class RunResult:
-    """What one run of a guest produced, and how long each step took."""
-
-    status: int
-    stdout: str
-    stderr: str
-    capabilities: Capabilities
-    artifact: Path | None = None
-    #: Set when the guest trapped or hit a limit: a short human-readable reason.
-    trap: str | None = None
-    build_seconds: float = 0.0
-    compile_seconds: float = 0.0
-    instantiate_seconds: float = 0.0
-    run_seconds: float = 0.0
-    #: How the component was obtained: 'built', 'cached', 'compiled', 'deserialized', 'memory'.
-    steps: dict[str, str] = field(default_factory=dict)
-    #: The limits the run had, and what it used of them.
-    limits: Limits | None = None
-    fuel_used: int | None = None
-    #: True if an output stream was cut at ``limits.max_output``.
-    truncated: bool = False
-    #: A note when a limit (e.g. memory) explains the guest's failure.
-    limit_note: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True if the guest finished with status 0."""
-        return self.status == 0 and self.trap is None
-
-    def __repr__(self) -> str:
-        out = self.stdout if len(self.stdout) < 60 else self.stdout[:57] + "..."
-        extra = f", trap={self.trap!r}" if self.trap else ""
-        return (f"RunResult(status={self.status}, stdout={out!r}, "
-                f"stderr={len(self.stderr)} chars{extra}, run_seconds={self.run_seconds:.4f})")
+_require_wasmtime = require_wasmtime
 
 
 class _Flavor:
@@ -98,14 +55,9 @@ class _Flavor:
         config.epoch_interruption = True
         config.consume_fuel = fuel
         self.strategy = strategy
-        if strategy == "winch":
-            # Winch compiles a Python component ~4x faster than Cranelift. The
-            # Python API does not expose it yet; fall back to the default if the
-            # C API refuses.
-            try:
-                wasmtime._ffi.wasmtime_config_strategy_set(config.ptr(), _WINCH)
-            except Exception:  # noqa: BLE001
-                self.strategy = "cranelift"
+        if strategy == "winch" and not shim.use_winch(config):
+            # Winch compiles a Python component ~4x faster than Cranelift.
+            self.strategy = "cranelift"
         self.engine = wasmtime.Engine(config)
         self.linker = wcomponent.Linker(self.engine)
         self.linker.add_wasip2()
@@ -145,6 +97,11 @@ class Runtime:
             if fuel not in self._flavors:
                 self._flavors[fuel] = _Flavor(self.strategy, fuel)
             return self._flavors[fuel]
+
+    def engine_and_linker(self, fuel: bool = False) -> tuple[Any, Any]:
+        """The engine and linker for runs with (``fuel=True``) or without fuel metering."""
+        flavor = self._flavor(fuel)
+        return flavor.engine, flavor.linker
 
     def forget(self) -> None:
         """Drop compiled components held in memory."""
@@ -228,23 +185,17 @@ class Runtime:
                            artifact=artifact.path if isinstance(artifact, Artifact) else Path(artifact),
                            compile_seconds=compile_seconds, steps={"component": how},
                            limits=limits)
-        watch = _Watch(flavor.engine, limits.timeout)
-        with self._lock, tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
-                if caps.stdin is not None else _nothing() as stdin_dir:
-            store = wasmtime.Store(flavor.engine)
-            store.set_wasi(wasi_config(caps, name, out.write, err.write, stdin_dir))
-            if limits.max_memory:
-                store.set_limits(memory_size=limits.max_memory)
-            if limits.fuel:
-                store.set_fuel(limits.fuel)
+        deadline = Deadline(flavor.engine, limits.timeout)
+        with self._lock, stdin_folder(caps) as stdin_dir:
+            store = new_store(flavor.engine, caps, limits, name, out.write, err.write, stdin_dir)
             started = time.perf_counter()
             try:
-                watch.attach(store)
-                with _interrupt_guard(watch):
+                deadline.attach(store)
+                with interrupt_guard(deadline):
                     instance = flavor.linker.instantiate(store, component)
                     result.instantiate_seconds = time.perf_counter() - started
                     func = _run_function(instance, store, name)
-                    watch.start()
+                    deadline.start()
                     started = time.perf_counter()
                     try:
                         value = func(store)
@@ -254,8 +205,8 @@ class Runtime:
                         result.status = exc.code
                     except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
                         result.status = 1
-                        result.trap = _describe_trap(exc, watch, limits,
-                                                     time.perf_counter() - started)
+                        result.trap = describe_trap(exc, deadline, limits,
+                                                    time.perf_counter() - started)
                     result.run_seconds = time.perf_counter() - started
                     if limits.fuel:
                         result.fuel_used = limits.fuel - store.get_fuel()
@@ -263,7 +214,7 @@ class Runtime:
                 raise RuntimeFailure(f"Wasmtime could not instantiate {name}: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
             finally:
-                watch.cancel()
+                deadline.cancel()
                 # Drop the store now, while Python is alive: its output streams
                 # call back into Python when they close.
                 del store
@@ -274,34 +225,9 @@ class Runtime:
         if limits.max_memory and result.status and "MemoryError" in result.stderr[-2000:]:
             result.limit_note = (f"the guest ran out of memory under --max-memory "
                                  f"{format_size(limits.max_memory)}")
-        if watch.interrupted:
+        if deadline.interrupted:
             raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
-
-
-def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
-                stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> Any:
-    """A :class:`wasmtime.WasiConfig` granting exactly ``caps`` and nothing else.
-
-    ``name`` is ``argv[0]``; ``stdout``/``stderr`` receive the guest's bytes
-    (returning None, which Wasmtime reads as "all written"); ``--stdin-text``
-    is written to a file in ``stdin_dir``. Used for components, Preview 1
-    modules and typed worlds alike.
-    """
-    config = wasmtime.WasiConfig()
-    config.argv = [name, *caps.args]
-    config.env = [list(pair) for pair in caps.env]
-    for grant in caps.dirs:
-        config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
-    if caps.stdin_file is not None:
-        config.stdin_file = str(caps.stdin_file)
-    elif caps.stdin is not None and stdin_dir is not None:
-        path = Path(stdin_dir, "stdin")
-        path.write_bytes(caps.stdin)
-        config.stdin_file = str(path)
-    config.stdout_custom = stdout
-    config.stderr_custom = stderr
-    return config
 
 
 #: sha256 of component files run by path, keyed by what ``stat`` says of the file.
@@ -352,191 +278,6 @@ def _compile(engine: Any, path: Path) -> Any:
         raise RuntimeFailure(f"Wasmtime cannot load {str(path)!r}: {first}") from None
 
 
-class _Watch:
-    """Decides, for one store, whether an epoch tick stops its guest.
-
-    Timers and interrupts bump the engine's epoch, which every store on that
-    engine notices. Each store gets a deadline callback that traps only if
-    *its* run timed out or was interrupted, and otherwise lets the guest carry
-    on, so runs on other threads (the panel, a server) are not disturbed.
-    """
-
-    def __init__(self, engine: Any, timeout: float | None) -> None:
-        self.engine = engine
-        self.timed_out = False
-        self.interrupted = False
-        self._timeout = timeout
-        self._alarm: list[Any] | None = None
-        self._callback: Any = None
-
-    def attach(self, store: Any) -> None:
-        """Install the deadline callback on ``store`` and arm it for the next tick."""
-        from wasmtime import _bindings, _ffi as ffi
-        raw = _bindings._wasmtime_store_epoch_deadline_callback
-        callback_type, finalizer_type = raw.argtypes[1], raw.argtypes[3]
-
-        def on_deadline(context: Any, data: Any, delta: Any, kind: Any) -> int:
-            if self.timed_out or self.interrupted:
-                error = ffi.wasmtime_error_new(b"wasi-magic: guest stopped")
-                return ctypes.cast(error, ctypes.c_void_p).value or 0
-            delta[0] = 1
-            kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-            return 0
-
-        self._callback = callback_type(on_deadline)  # kept alive as long as the store
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None,
-                                                   finalizer_type())
-        store.set_epoch_deadline(1)
-
-    def _expire(self) -> None:
-        self.timed_out = True
-        self.engine.increment_epoch()
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-        self.engine.increment_epoch()
-
-    def start(self) -> None:
-        if self._timeout:
-            self._alarm = _alarms.add(self._timeout, self._expire)
-
-    def cancel(self) -> None:
-        if self._alarm is not None:
-            _alarms.cancel(self._alarm)
-
-
-class _Alarms:
-    """One daemon thread that calls functions at deadlines.
-
-    A :class:`threading.Timer` per run would start a thread per run (~0.4 ms).
-    """
-
-    def __init__(self) -> None:
-        self._ready = threading.Condition()
-        self._queue: list[list[Any]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def add(self, delay: float, action: Callable[[], None]) -> list[Any]:
-        """Call ``action`` in ``delay`` seconds unless cancelled; returns a handle."""
-        entry = [time.monotonic() + delay, next(self._order), action, True]
-        with self._ready:
-            heapq.heappush(self._queue, entry)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="wasi-magic-alarms",
-                                                daemon=True)
-                self._thread.start()
-            self._ready.notify()
-        return entry
-
-    @staticmethod
-    def cancel(entry: list[Any]) -> None:
-        """Make sure the action of ``entry`` is not called (if it has not been yet)."""
-        entry[3] = False
-
-    def _serve(self) -> None:
-        while True:
-            with self._ready:
-                while not self._queue or not self._queue[0][3]:
-                    if self._queue:
-                        heapq.heappop(self._queue)  # a cancelled alarm
-                    else:
-                        self._ready.wait()
-                wait = self._queue[0][0] - time.monotonic()
-                if wait > 0:
-                    self._ready.wait(wait)
-                    continue
-                entry = heapq.heappop(self._queue)
-            if entry[3]:
-                entry[2]()
-
-
-_alarms = _Alarms()
-
-
-class _Interrupts:
-    """Turns SIGINT into an epoch bump while a guest runs on the main thread.
-
-    A Python signal handler cannot run while the main thread is inside
-    Wasmtime. During a run, SIGINT's wakeup fd points at a pipe; a watchdog
-    thread reads it and interrupts the guest's engine. The Python-level
-    handler only records the interrupt; :meth:`Runtime.run` raises
-    KeyboardInterrupt once the store is cleaned up.
-    """
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        self._active: _Watch | None = None
-        self._thread = threading.Thread(target=self._serve, name="wasi-magic-interrupts",
-                                        daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                data = os.read(self._read, 64)
-            except OSError:  # pragma: no cover
-                return
-            watch = self._active
-            if watch is not None and signal.SIGINT in data:
-                watch.interrupt()
-
-    @contextlib.contextmanager
-    def guard(self, watch: _Watch) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        def record(signum: int, frame: Any) -> None:
-            watch.interrupted = True
-        previous = signal.signal(signal.SIGINT, record)
-        old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        self._active = watch
-        try:
-            yield
-        finally:
-            self._active = None
-            signal.set_wakeup_fd(old_fd)
-            signal.signal(signal.SIGINT, previous)
-
-
-_interrupts: _Interrupts | None = None
-
-
-def _interrupt_guard(watch: _Watch) -> Any:
-    """Route SIGINT to ``watch`` while a guest runs (created on first use)."""
-    global _interrupts
-    if _interrupts is None:
-        _interrupts = _Interrupts()
-    return _interrupts.guard(watch)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _describe_trap(exc: Exception, watch: _Watch, limits: Limits, seconds: float) -> str:
-    """A short message: which limit stopped the guest, or the trap and its top frames."""
-    text = str(exc)
-    if watch.interrupted:
-        return f"interrupted after {seconds:.2f} s"
-    if watch.timed_out:
-        return f"stopped by the time limit: ran {seconds:.1f} s of --timeout {limits.timeout:g} s"
-    if "all fuel consumed" in text and limits.fuel:
-        return f"stopped by the fuel limit: used all {limits.fuel:,} units of --fuel"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    cause = next((line for line in reversed(lines) if line.startswith("wasm trap:")), None)
-    frames = [line for line in lines if line[:1].isdigit()][:4]
-    head = (cause or (lines[0] if lines else type(exc).__name__)).removeprefix("wasm trap: ")
-    if limits.max_memory and "memory" in text.lower():
-        head += f" (under --max-memory {format_size(limits.max_memory)})"
-    return "guest trapped: " + head + "".join("\n    " + f for f in frames)
-
-
 _default: Runtime | None = None
 _default_lock = threading.Lock()
 
@@ -548,6 +289,13 @@ def default_runtime() -> Runtime:
         if _default is None:
             _default = Runtime()
         return _default
+
+
+def forget_compiled() -> None:
+    """Drop the compiled components of the process-wide runtime, if it was ever created."""
+    with _default_lock:
+        if _default is not None:
+            _default.forget()
 
 
 def run(artifact: Artifact | str | os.PathLike[str], capabilities: Capabilities | None = None,
@@ -564,10 +312,4 @@ def _drain_streams() -> None:
     if wasmtime is None:
         return
     gc.collect()
-    try:
-        from wasmtime._wasi import CUSTOM_OUTPUTS
-    except ImportError:  # pragma: no cover
-        return
-    deadline = time.monotonic() + 1.0
-    while getattr(CUSTOM_OUTPUTS, "handles", None) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    shim.wait_outputs_released(limit=1.0)

@@ -10,6 +10,7 @@ quick-mode sandbox, which is always built.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .builder import Artifact, ProgressCallback, build
+from .artifact import Artifact
+from .builder import ProgressCallback, build
 from .errors import UsageError, WasiMagicError
+from .flags import cell_parser
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,15 @@ class CellToBuild:
     world: str | None = None
 
 
-def _flag_values(flags: list[str], name: str) -> tuple[str, ...]:
-    return tuple(flags[i + 1] for i, word in enumerate(flags[:-1]) if word == name)
+def _cell_flags(line: str, notebook: Path, index: int) -> argparse.Namespace | None:
+    """The flags of a ``%%wasi`` line, read by the magic's own table (None if unreadable:
+    the magic will say what is wrong when the cell runs)."""
+    from .cli import split_program_args
+    try:
+        flags, _ = split_program_args(shlex.split(line)[1:])
+        return cell_parser().parse_args(flags)
+    except (ValueError, UsageError):
+        return None
 
 
 def world_name(name: str, wit_text: str) -> str | None:
@@ -75,30 +85,38 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
             continue
         if source.startswith("%%wasi"):
             line, body = cell_body(source)
-            words = shlex.split(line)[1:]
-            flags = words[: words.index("--")] if "--" in words else words
-            if "--p1" in flags:
+            flags = _cell_flags(line, notebook, index)
+            if flags is None or flags.p1:
                 continue
-            worlds = _flag_values(flags, "--world")
-            wit = wit_files = None
-            if worlds:
-                wit_files = _flag_values(flags, "--wit")
-                wit = (notebook.parent / wit_files[0]).read_text(encoding="utf-8") \
-                    if wit_files else wits.get(worlds[0])
+            wit = None
+            if flags.world:
+                wit = (notebook.parent / flags.wit).read_text(encoding="utf-8") \
+                    if flags.wit else wits.get(flags.world)
                 if wit is None:
                     continue  # the magic will report the missing %%wit cell
-            yield CellToBuild(notebook, index, body, _flag_values(flags, "--path"),
-                              "--quick" in flags, wit, world_name(worlds[0], wit) if worlds else None)
+            yield CellToBuild(notebook, index, body, tuple(flags.path), bool(flags.quick), wit,
+                              world_name(flags.world, wit) if flags.world else None)
             continue
         for text in source.splitlines():
-            words = shlex.split(text.strip()) if text.strip().startswith("%wasi build ") else []
-            if len(words) >= 3 and words[2].endswith(".py"):
-                wit_files = _flag_values(words, "--wit")
-                worlds = _flag_values(words, "--world")
+            build_line = _build_flags(text)
+            if build_line is not None:
                 # Keyed as the CLI keys it: the WIT as a path, resolved against the notebook's folder.
-                yield CellToBuild(notebook, index, Path(words[2]), _flag_values(words, "--path"),
-                                  False, Path(wit_files[0]) if wit_files else None,
-                                  worlds[0] if worlds else None)
+                yield CellToBuild(notebook, index, Path(build_line.source), tuple(build_line.path),
+                                  False, Path(build_line.wit) if build_line.wit else None,
+                                  build_line.world)
+
+
+def _build_flags(text: str) -> argparse.Namespace | None:
+    """The flags of a ``%wasi build FILE.py …`` line, read by the CLI's own parser."""
+    from .cli import make_parser
+    text = text.strip()
+    if not text.startswith("%wasi build "):
+        return None
+    try:
+        flags = make_parser().parse_args(shlex.split(text)[1:])
+    except (ValueError, UsageError):
+        return None
+    return flags if flags.source.endswith(".py") else None
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,

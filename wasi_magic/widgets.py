@@ -3,7 +3,7 @@
 A thin ipywidgets adapter over the core. :class:`CapabilityPanel` turns its
 widgets into :class:`~wasi_magic.capabilities.Capabilities` and
 :class:`~wasi_magic.limits.Limits`, re-runs the *already built* component with
-:meth:`Runtime.run <wasi_magic.runtime.Runtime.run>` on every change (a few
+:meth:`Sandbox.run <wasi_magic.sandbox.supervisor.Sandbox.run>` on every change (a few
 milliseconds; nothing is rebuilt) and replaces the output below the panel.
 
 Where widgets cannot render (nbval, a saved notebook without widget state,
@@ -15,7 +15,6 @@ and runs once when there is no Jupyter kernel.
 from __future__ import annotations
 
 import html
-import inspect as _pyinspect
 import os
 import shlex
 import sys
@@ -27,13 +26,14 @@ from typing import Any, Callable, Sequence
 
 import ipywidgets as w
 
-from .builder import Artifact
+from .artifact import Artifact
 from .capabilities import Capabilities, DirGrant
 from .errors import WasiMagicError
 from .inspect import WASI_INTERFACES
 from .limits import DEFAULT_TIMEOUT, Limits, parse_count, parse_duration, parse_size
 from .output import TextCallback
-from .runtime import RunResult, Runtime, default_runtime
+from .result import RunResult
+from .sandbox.supervisor import Sandbox, default_sandbox
 
 #: Why the network checkbox is disabled.
 NETWORK_NOTE = ("Cannot be granted here: wasmtime-py 50 does not expose WASI's "
@@ -42,14 +42,6 @@ NETWORK_NOTE = ("Cannot be granted here: wasmtime-py 50 does not expose WASI's "
 
 #: Applied to the panel's capabilities just before each run (e.g. quick mode's hidden source).
 Prepare = Callable[[Capabilities], Capabilities]
-
-
-def run_accepts(runtime: Runtime, name: str) -> bool:
-    """Whether ``runtime.run`` takes the keyword argument ``name`` (e.g. ``fuel``)."""
-    try:
-        return name in _pyinspect.signature(runtime.run).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
-        return False
 
 
 def command_line(caps: Capabilities, limits: Limits | None, wasm: str = "cell.wasm") -> str:
@@ -116,13 +108,6 @@ def _html_table(rows: Sequence[tuple[str, str, str]]) -> str:
                    f"<td><b>{html.escape(grant)}</b></td></tr>" for name, meaning, grant in rows)
     return ("<table style='font-size: 90%; border-spacing: 12px 0'><tr><th align=left>import</th>"
             "<th align=left>gives</th><th align=left>this run</th></tr>" + body + "</table>")
-
-
-def component_imports(runtime: Runtime,
-                      artifact: Artifact | str | os.PathLike[str]) -> tuple[str, ...]:
-    """The interface names the component imports (what it *may* ask for)."""
-    component = runtime.component(artifact)[0]
-    return tuple(component.type.imports(runtime.engine))
 
 
 def size_text(size: int | None) -> str:
@@ -227,12 +212,12 @@ class CapabilityPanel(w.VBox):
     """
 
     def __init__(self, artifact: Artifact, caps: Capabilities | None = None,
-                 runtime: Runtime | None = None, timeout: float | None = DEFAULT_TIMEOUT, *,
+                 sandbox: Sandbox | None = None, timeout: float | None = DEFAULT_TIMEOUT, *,
                  limits: Limits | None = None, prepare: Prepare | None = None,
                  cwd: str | os.PathLike[str] | None = None) -> None:
         caps = caps if caps is not None else Capabilities()
         self.artifact = artifact
-        self.runtime = runtime if runtime is not None else default_runtime()
+        self.sandbox = sandbox if sandbox is not None else default_sandbox()
         self.limits = limits if limits is not None else Limits(timeout=timeout or None)
         self.prepare = prepare
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
@@ -242,7 +227,8 @@ class CapabilityPanel(w.VBox):
         self.command_text = ""
         self.message_text = ""
         self.runs = 0
-        self.imports = component_imports(self.runtime, artifact)
+        #: What the component imports, as Wasmtime reads it (in the sandbox worker).
+        self.imports = self.sandbox.imports(artifact)
         self.dir_rows: list[DirRow] = []
         self.env_rows: list[EnvRow] = []
         self._build_widgets(caps)
@@ -310,12 +296,7 @@ class CapabilityPanel(w.VBox):
         self.fuel = _limit_field("fuel", str(limits.fuel or ""), "no limit")
         self.max_memory = _limit_field("max memory", size_text(limits.max_memory),
                                        "no limit, e.g. 64MiB")
-        missing = [name for name in ("fuel", "max_memory") if not run_accepts(self.runtime, name)]
-        for name in missing:
-            getattr(self, name).disabled = True
-        self.limits_note = w.HTML(
-            "" if not missing else
-            f"<small>{', '.join(missing)}: this version of Runtime.run has no such limit.</small>")
+        self.limits_note = w.HTML("")
 
     def _layout(self) -> list[w.Widget]:
         def heading(text: str) -> w.HTML:
@@ -534,12 +515,8 @@ class CapabilityPanel(w.VBox):
 
     def _run_guest(self, caps: Capabilities, limits: Limits, out: TextCallback,
                    err: TextCallback) -> RunResult:
-        options: dict[str, Any] = {"timeout": limits.timeout, "output_limit": limits.max_output}
-        for name in ("fuel", "max_memory"):
-            if getattr(limits, name) and run_accepts(self.runtime, name):
-                options[name] = getattr(limits, name)
         run_caps = self.prepare(caps) if self.prepare is not None else caps
-        result = self.runtime.run(self.artifact, run_caps, stdout=out, stderr=err, **options)
+        result = self.sandbox.run(self.artifact, run_caps, limits=limits, stdout=out, stderr=err)
         result.capabilities = caps
         ending = exit_line(result)
         if ending:
@@ -639,7 +616,7 @@ def output_text(output: w.Output, name: str | None = None) -> str:
 
 
 def show_panel(artifact: Artifact, caps: Capabilities | None = None, *,
-               runtime: Runtime | None = None, limits: Limits | None = None,
+               sandbox: Sandbox | None = None, limits: Limits | None = None,
                prepare: Prepare | None = None) -> CapabilityPanel | RunResult | None:
     """Show a panel for ``artifact`` and run it once into the panel's output.
 
@@ -647,7 +624,7 @@ def show_panel(artifact: Artifact, caps: Capabilities | None = None, *,
     it. Elsewhere (terminal IPython, plain Python): print the text summary,
     run once with output to this process's stdout/stderr, and return the result.
     """
-    panel = CapabilityPanel(artifact, caps, runtime, limits=limits, prepare=prepare)
+    panel = CapabilityPanel(artifact, caps, sandbox, limits=limits, prepare=prepare)
     if not _in_kernel():
         print(panel.summary())
         print("(the panel's widgets need Jupyter: running once with these capabilities)")
@@ -682,4 +659,4 @@ def _flushing(stream: Any) -> TextCallback:
 
 __all__ = ["CapabilityPanel", "DirRow", "EnvRow", "KEY_IMPORTS", "NETWORK_NOTE", "OutputStream",
            "command_line", "component_imports", "exit_line", "grant_for", "import_rows",
-           "output_text", "run_accepts", "run_summary", "show_panel", "size_text"]
+           "output_text", "run_summary", "show_panel", "size_text"]

@@ -1,0 +1,46 @@
+"""What one run of a guest produced: :class:`RunResult` (no Wasmtime needed to read one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .capabilities import Capabilities
+from .limits import Limits
+
+
+@dataclass
+class RunResult:
+    """What one run of a guest produced, and how long each step took."""
+
+    status: int
+    stdout: str
+    stderr: str
+    capabilities: Capabilities
+    artifact: Path | None = None
+    #: Set when the guest trapped or hit a limit: a short human-readable reason.
+    trap: str | None = None
+    build_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    instantiate_seconds: float = 0.0
+    run_seconds: float = 0.0
+    #: How the component was obtained: 'built', 'cached', 'compiled', 'deserialized', 'memory'.
+    steps: dict[str, str] = field(default_factory=dict)
+    #: The limits the run had, and what it used of them.
+    limits: Limits | None = None
+    fuel_used: int | None = None
+    #: True if an output stream was cut at ``limits.max_output``.
+    truncated: bool = False
+    #: A note when a limit (e.g. memory) explains the guest's failure.
+    limit_note: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the guest finished with status 0."""
+        return self.status == 0 and self.trap is None
+
+    def __repr__(self) -> str:
+        out = self.stdout if len(self.stdout) < 60 else self.stdout[:57] + "..."
+        extra = f", trap={self.trap!r}" if self.trap else ""
+        return (f"RunResult(status={self.status}, stdout={out!r}, "
+                f"stderr={len(self.stderr)} chars{extra}, run_seconds={self.run_seconds:.4f})")

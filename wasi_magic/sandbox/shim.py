@@ -1,0 +1,100 @@
+"""Every call into wasmtime-py's private modules, in one place.
+
+wasmtime-py 50 does not expose three things wasi-magic needs, so they are
+reached through its ctypes layer (``wasmtime._ffi``, ``wasmtime._bindings``,
+``wasmtime._wasi``). A wasmtime-py upgrade that moves them breaks this module
+and ``tests/test_shim.py``, nothing else.
+
+- :func:`use_winch`: select Wasmtime's baseline compiler, Winch
+  (``Config.strategy`` accepts only auto/cranelift).
+- :func:`on_epoch_deadline`: a per-store epoch-deadline callback, so that one
+  store's timer or interrupt never stops another store on the same engine.
+- :func:`outputs_pending` / :func:`wait_outputs_released`: custom stdout/stderr
+  callbacks are finalized by Wasmtime's I/O threads after a store is dropped;
+  a callback into a finalizing interpreter aborts the process with a Rust panic.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any, Callable, Iterable
+
+#: wasmtime_strategy_t: AUTO=0, CRANELIFT=1, WINCH=2.
+_WINCH = 2
+
+
+def use_winch(config: Any) -> bool:
+    """Make ``config`` (a :class:`wasmtime.Config`) compile with Winch; False if refused."""
+    try:
+        from wasmtime import _ffi
+        _ffi.wasmtime_config_strategy_set(config.ptr(), _WINCH)
+    except Exception:  # noqa: BLE001 - another wasmtime-py layout: keep the default compiler
+        return False
+    return True
+
+
+def on_epoch_deadline(store: Any, stop: Callable[[], bool]) -> Any:
+    """Call ``stop()`` each time ``store`` reaches its epoch deadline.
+
+    ``stop()`` returning True traps the guest (``wasm trap: … guest stopped``);
+    False lets it run until the next epoch tick. The deadline is armed one tick
+    ahead. Returns the ctypes callback, which must stay referenced as long as
+    the store lives (it is also kept on the store object).
+    """
+    from wasmtime import _bindings, _ffi
+
+    raw = _bindings._wasmtime_store_epoch_deadline_callback
+    callback_type, finalizer_type = raw.argtypes[1], raw.argtypes[3]
+
+    def on_deadline(context: Any, data: Any, delta: Any, kind: Any) -> int:
+        if stop():
+            error = _ffi.wasmtime_error_new(b"wasi-magic: guest stopped")
+            return ctypes.cast(error, ctypes.c_void_p).value or 0
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+
+    callback = callback_type(on_deadline)
+    _ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), callback, None, finalizer_type())
+    store.set_epoch_deadline(1)
+    store._wasi_magic_deadline = callback  # lives exactly as long as the store
+    return callback
+
+
+def _custom_outputs() -> Any:
+    try:
+        from wasmtime._wasi import CUSTOM_OUTPUTS
+    except ImportError:  # pragma: no cover - another wasmtime-py layout
+        return None
+    return CUSTOM_OUTPUTS
+
+
+def outputs_pending() -> int:
+    """How many custom output callbacks Wasmtime still holds."""
+    outputs = _custom_outputs()
+    return len(getattr(outputs, "handles", ())) if outputs is not None else 0
+
+
+def output_handles(callbacks: Iterable[Callable[[bytes], Any]]) -> set[int]:
+    """The handles under which Wasmtime holds ``callbacks`` (compared by identity)."""
+    outputs = _custom_outputs()
+    if outputs is None:
+        return set()
+    wanted = list(callbacks)
+    return {index for index, value in list(outputs.handles.items())
+            if any(value is callback for callback in wanted)}
+
+
+def wait_outputs_released(handles: set[int] | None = None, limit: float = 1.0) -> bool:
+    """Wait (at most ``limit`` s) until Wasmtime let go of ``handles`` (all, if None)."""
+    outputs = _custom_outputs()
+    if outputs is None:
+        return True
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        held = outputs.handles.keys()
+        if not (held if handles is None else handles & held):
+            return True
+        time.sleep(0.001)
+    return False

@@ -1,0 +1,470 @@
+"""The kernel side of the sandbox: start, watch, interrupt and replace worker processes.
+
+Guests never run in the kernel. :class:`Sandbox` sends each run or call to a
+worker process (:mod:`.worker`) and streams the guest's output back as it is
+written. It enforces deadlines and Interrupt from outside:
+
+- the worker stops a guest itself (epoch interruption) at its time limit or on
+  an ``interrupt`` request;
+- if the guest has not stopped :data:`GRACE` seconds later, it is blocked in a
+  host call (``select``, a FIFO, a real sleep) that no epoch can end: the
+  supervisor kills the worker, says so in the result, and carries on with a
+  spare worker that was started beforehand;
+- a worker that dies (a signal, out of memory) is reported in one line; the
+  kernel never dies with it.
+
+One request is in flight per worker; callers on other threads (the edge
+server, the panel) wait their turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pathlib import Path
+
+from ..artifact import Artifact
+from ..cache import cache_dir
+from ..capabilities import Capabilities
+from ..errors import GuestError, GuestTrap, RuntimeFailure, UsageError, WasiMagicError
+from ..errors import require_wasmtime as _require_wasmtime
+from ..limits import Limits
+from ..result import RunResult
+from . import protocol
+from .worker import MEMORY_ENV
+
+#: How long a guest may take to stop after its deadline or an Interrupt before its
+#: worker is killed (it is then blocked in a host call).
+GRACE = 0.4
+#: The worker's cap on private writable memory (RLIMIT_DATA), unless
+#: ``$WASI_MAGIC_WORKER_MEMORY`` says otherwise (bytes).
+DEFAULT_WORKER_MEMORY = 4 << 30
+#: How long a new worker may take to say it is ready.
+START_TIMEOUT = 60.0
+#: Components a new spare worker loads ahead, so a cell after a restart does not wait.
+PRELOAD = 4
+
+TextCallback = Callable[[str], None]
+
+_ERRORS: dict[str, type[WasiMagicError]] = {
+    cls.__name__: cls for cls in (RuntimeFailure, UsageError, WasiMagicError)}
+
+
+@dataclass
+class Stopped:
+    """How a request ended when its worker had to be killed or died."""
+
+    #: 'timeout' (blocked past its deadline), 'interrupt' (blocked after Interrupt)
+    #: or 'died' (the worker ended on its own: a signal, out of memory).
+    why: str
+    #: Seconds the guest ran (from its start), if it had started.
+    seconds: float | None
+    #: The worker's end, in words (``killed by signal 9 (SIGKILL)``).
+    death: str
+
+
+class WorkerProcess:
+    """One worker process, its pipes and the thread that reads its frames."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env.setdefault(MEMORY_ENV, str(DEFAULT_WORKER_MEMORY))
+        env.pop("VIRTUAL_ENV", None)
+        # A session of its own: Jupyter's Interrupt signals the kernel's process
+        # group, and the supervisor, not the signal, decides what Interrupt does.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wasi_magic.sandbox.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=None, env=env, start_new_session=True)
+        self.writer = protocol.Writer(self.proc.stdin)  # type: ignore[arg-type]
+        self.inbox: "queue.Queue[tuple]" = queue.Queue()
+        self.ready = threading.Event()
+        self.info: dict[str, Any] = {}
+        self.loaded: set[tuple] = set()
+        self._reader = threading.Thread(target=self._read, name="wasi-magic-worker-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read(self) -> None:
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        while True:
+            try:
+                message = protocol.read(fd, trusted=False)
+            except Exception as exc:  # noqa: BLE001 - EOF, a broken or hostile frame
+                self.inbox.put(("dead", 0, str(exc)))
+                self.ready.set()
+                return
+            if message[0] == "ready":
+                self.info = message[2]
+                self.ready.set()
+            else:
+                self.inbox.put(message)
+
+    def send(self, message: tuple) -> bool:
+        """Send a request; False if the worker is gone."""
+        try:
+            self.writer.send(message)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the worker can take requests, or raise RuntimeFailure saying why not."""
+        if not self.ready.wait(timeout) or not self.info:
+            self.kill()
+            raise RuntimeFailure(f"the sandbox worker did not start ({self.death()}); see the "
+                                 f"kernel's log for its error. Is wasmtime installed? "
+                                 f"pip install 'wasmtime==50.*'")
+
+    def kill(self) -> None:
+        """End the worker now (SIGKILL) and reap it."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process in D state
+            pass
+        self.writer.close()
+
+    def death(self) -> str:
+        """How the worker ended, in words."""
+        try:
+            code = self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = "an unknown signal"
+            return f"killed by signal {-code} ({name})"
+        return f"exited with status {code}"
+
+
+class Sandbox:
+    """Runs every guest in a supervised worker process (see the module doc)."""
+
+    def __init__(self, *, grace: float = GRACE, spare: bool = True) -> None:
+        self.grace = grace
+        self.keep_spare = spare
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._active: WorkerProcess | None = None
+        self._spare: WorkerProcess | None = None
+        #: Components the active worker has loaded, newest last: a new spare loads them too.
+        self._warm: "OrderedDict[tuple, tuple]" = OrderedDict()
+        #: Workers killed or lost so far (for tests and the curious).
+        self.restarts = 0
+
+    # --- workers ----------------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> "Sandbox":
+        """Start the worker now rather than on first use (``wait=False``: in the background,
+        as ``%load_ext wasi_magic`` does, so the first cell finds it ready)."""
+        with self._lock:
+            if wait:
+                self._worker()
+            elif self._active is None:
+                _require_wasmtime()
+                self._active = WorkerProcess()
+        return self
+
+    def _worker(self) -> WorkerProcess:
+        worker = self._active
+        if worker is None:
+            _require_wasmtime()
+        if worker is None or not worker.alive():
+            if worker is not None:
+                worker.kill()
+            spare, self._spare = self._spare, None
+            self._active = worker = spare if spare is not None and spare.alive() else \
+                WorkerProcess()
+        worker.wait_ready()
+        if self.keep_spare and (self._spare is None or not self._spare.alive()):
+            self._spare = WorkerProcess()
+            for key, preload in self._warm.items():
+                self._preload(self._spare, key, preload)
+        return worker
+
+    def _preload(self, worker: WorkerProcess, key: tuple, message: tuple) -> None:
+        if key not in worker.loaded and worker.send(message):
+            worker.loaded.add(key)
+
+    def _remember(self, worker: WorkerProcess, key: tuple, message: tuple) -> None:
+        """``message`` loaded something into ``worker``: a spare should load it too."""
+        worker.loaded.add(key)
+        self._warm[key] = message
+        self._warm.move_to_end(key)
+        while len(self._warm) > PRELOAD:
+            self._warm.popitem(last=False)
+        if self._spare is not None and self._spare.alive():
+            self._preload(self._spare, key, message)
+
+    def _replace(self, worker: WorkerProcess) -> None:
+        """Kill ``worker`` (if it still runs); the spare takes over at the next request."""
+        worker.kill()
+        self.restarts += 1
+        if self._active is worker:
+            self._active = None
+
+    def close(self) -> None:
+        """Stop every worker."""
+        with self._lock:
+            for worker in (self._active, self._spare):
+                if worker is not None:
+                    worker.kill()
+            self._active = self._spare = None
+
+    @property
+    def pid(self) -> int | None:
+        """The active worker's process id (None before the first request)."""
+        return self._active.pid if self._active is not None and self._active.alive() else None
+
+    # --- what the front ends call -------------------------------------------------------------
+
+    def run(self, artifact: Any, capabilities: Capabilities | None = None, *,
+            limits: Limits | None = None, stdout: TextCallback | None = None,
+            stderr: TextCallback | None = None, module: bool = False,
+            name: str | None = None) -> RunResult:
+        """Run a ``wasi:cli`` component (or, with ``module=True``, a Preview 1 module).
+
+        ``artifact`` is an :class:`~wasi_magic.artifact.Artifact`, a path, or (for a
+        module) its bytes. Output reaches ``stdout``/``stderr`` as the guest writes
+        it. Guest failures, limits and a killed worker are reported in the result;
+        Interrupt raises KeyboardInterrupt once the guest has stopped.
+        """
+        caps = capabilities if capabilities is not None else Capabilities()
+        limits = limits if limits is not None else Limits()
+        target, path = _target(artifact)
+        if name is None:
+            name = getattr(artifact, "name", None) or (path.name if path else "module.wasm")
+        spec = {"kind": "module" if module else "component", "target": target, "caps": caps,
+                "limits": limits, "name": name, "cache": str(cache_dir())}
+        remember = None if module else (("prepare", _key(target), bool(limits.fuel)),
+                                        ("prepare", 0, target, bool(limits.fuel), spec["cache"]))
+        reply = self.request(("run", spec), timeout=limits.timeout, stdout=stdout,
+                             stderr=stderr, remember=remember)
+        result = RunResult(status=1, stdout="", stderr="", capabilities=caps, artifact=path,
+                           limits=limits)
+        if isinstance(reply, Stopped):
+            result.trap = _stopped_text(reply, limits)
+            result.steps = {"sandbox": "restarted"}
+            return result
+        for field_name, value in reply.items():
+            setattr(result, field_name, value)
+        return result
+
+    def prepare(self, artifact: Any, *, fuel: bool = False) -> dict[str, Any]:
+        """Compile ``artifact`` in the worker (or load it from the cache) ahead of a run:
+        ``{"seconds", "how", "strategy"}``. Interrupt stops it (the worker is replaced)."""
+        target, _ = _target(artifact)
+        message = ("prepare", target, fuel, str(cache_dir()))
+        reply = self.request(message, remember=(("prepare", _key(target), fuel),
+                                                ("prepare", 0, *message[1:])))
+        if isinstance(reply, Stopped):
+            raise RuntimeFailure(f"the sandbox worker died while compiling ({reply.death}); "
+                                 f"run the cell again")
+        return reply
+
+    def imports(self, artifact: Any) -> tuple[str, ...]:
+        """What a component imports, as the worker's Wasmtime reads it."""
+        target, _ = _target(artifact)
+        reply = self.request(("imports", target, str(cache_dir())))
+        if isinstance(reply, Stopped):
+            raise RuntimeFailure(f"the sandbox worker died ({reply.death}); try again")
+        return tuple(reply)
+
+    def forget(self) -> None:
+        """Drop the compiled components the workers hold in memory."""
+        with self._lock:
+            self._warm.clear()
+            for worker in (self._active, self._spare):
+                if worker is not None and worker.alive():
+                    worker.loaded.clear()
+                    worker.send(("forget", 0))
+
+    # --- one request --------------------------------------------------------------------------
+
+    def request(self, message: tuple, *, timeout: float | None = None,
+                stdout: TextCallback | None = None, stderr: TextCallback | None = None,
+                remember: tuple | None = None) -> Any:
+        """Send ``(kind, *payload)`` to the worker and wait for its answer.
+
+        ``timeout``: the guest's own limit; the worker is killed if the guest
+        has not stopped ``grace`` seconds after it. Returns the reply, or a
+        :class:`Stopped` when the worker had to be killed or died. Raises what
+        the worker raised (a :class:`WasiMagicError`), or KeyboardInterrupt
+        when Interrupt stopped the guest.
+        """
+        with self._lock:
+            worker = self._worker()
+            rid = next(self._ids)
+            kind, *payload = message
+            if not worker.send((kind, rid, *payload)):
+                self._replace(worker)
+                return Stopped("died", None, worker.death())
+            reply = self._wait(worker, rid, timeout, stdout, stderr)
+            if remember is not None and not isinstance(reply, Stopped):
+                self._remember(worker, remember[0], remember[1])
+            return reply
+
+    def _wait(self, worker: WorkerProcess, rid: int, timeout: float | None,
+              stdout: TextCallback | None, stderr: TextCallback | None) -> Any:
+        state = _Waiting(rid, timeout)
+        while True:
+            try:
+                outcome = self._step(worker, state, stdout, stderr)
+            except KeyboardInterrupt:
+                # Interrupt (SIGINT in the kernel): ask the worker to stop the guest, and
+                # kill the worker if it has not within the grace time (or at a second one).
+                now = time.monotonic()
+                if state.interrupted:
+                    state.kill_at = now
+                else:
+                    state.interrupted = True
+                    worker.send(("interrupt", rid))
+                    state.kill_at = now + self.grace
+                continue
+            if outcome is not None:
+                kind, value = outcome
+                if kind == "raise":
+                    raise value
+                return value
+
+    def _step(self, worker: WorkerProcess, state: "_Waiting", stdout: TextCallback | None,
+              stderr: TextCallback | None) -> tuple[str, Any] | None:
+        """Take one message (or notice a deadline); an outcome, or None to go on waiting."""
+        now = time.monotonic()
+        if state.kill_at is not None and now >= state.kill_at:
+            seconds = _since(state.started)
+            self._replace(worker)
+            if state.interrupted:
+                return "raise", KeyboardInterrupt(_blocked_interrupt(seconds))
+            return "return", Stopped("timeout", seconds, "killed by the supervisor")
+        wait = 0.5 if state.kill_at is None else state.kill_at - now
+        try:
+            message = worker.inbox.get(timeout=max(wait, 0.0))
+        except queue.Empty:
+            return None
+        kind = message[0]
+        if kind == "dead":
+            self._replace(worker)
+            return "return", Stopped("died", _since(state.started), worker.death())
+        if message[1] != state.rid:
+            return None  # a preload's answer
+        if kind == "out":
+            forward = stdout if message[2] == "stdout" else stderr
+            if forward is not None:
+                forward(message[3])
+        elif kind == "started":
+            state.started = time.monotonic()
+            if state.timeout and state.kill_at is None:
+                state.kill_at = state.started + state.timeout + self.grace
+        elif kind == "done":
+            return "return", message[2]
+        elif kind == "interrupted":
+            return "raise", KeyboardInterrupt(message[2])
+        elif kind == "error":
+            return "raise", _error(*message[2:])
+        return None
+
+
+@dataclass
+class _Waiting:
+    """What the supervisor knows about the request it waits for."""
+
+    rid: int
+    timeout: float | None
+    started: float | None = None
+    kill_at: float | None = None
+    interrupted: bool = False
+
+
+def _target(artifact: Any) -> tuple[Any, Path | None]:
+    """What the worker is sent for ``artifact`` (an Artifact, an absolute path or bytes),
+    and the path it names, if any."""
+    if isinstance(artifact, (bytes, bytearray, memoryview)):
+        return bytes(artifact), None
+    if isinstance(artifact, Artifact):
+        return artifact, artifact.path
+    path = Path(os.path.abspath(os.fspath(artifact)))
+    return str(path), path
+
+
+def _key(target: Any) -> Any:
+    return target.sha256 if isinstance(target, Artifact) else target
+
+
+def _stopped_text(stopped: Stopped, limits: Limits) -> str:
+    """The one line a result shows when its worker was killed or died."""
+    if stopped.why == "timeout":
+        ran = f"ran {stopped.seconds:.1f} s of" if stopped.seconds is not None else "past"
+        return (f"stopped by the time limit: {ran} --timeout {limits.timeout:g} s; the guest "
+                f"was blocked in a host call, so the sandbox was restarted")
+    return (f"the sandbox process died ({stopped.death}) while the guest ran; a fresh one "
+            f"was started")
+
+
+def _since(started: float | None) -> float | None:
+    return None if started is None else time.monotonic() - started
+
+
+def _blocked_interrupt(seconds: float | None) -> str:
+    ran = f" after {seconds:.2f} s" if seconds is not None else ""
+    return (f"guest interrupted{ran}: it was blocked in a host call, so the sandbox was "
+            f"restarted")
+
+
+def _error(name: str, message: str, attrs: dict) -> Exception:
+    """The kernel-side exception for an error the worker reported."""
+    if name == "GuestError":
+        error: Exception = GuestError(attrs.get("value"), str(attrs.get("function", "")))
+        error.args = (message,)
+        return error
+    if name == "GuestTrap":
+        return GuestTrap(message, kind=str(attrs.get("kind", "trap")),
+                         stderr=str(attrs.get("stderr", "")),
+                         function=str(attrs.get("function", "")))
+    if name in ("BuildError", "GuestImportError", "CapabilityError"):
+        from .. import errors
+        return getattr(errors, name)(message)
+    return _ERRORS.get(name, RuntimeFailure)(message)
+
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def forget_everywhere() -> None:
+    """After ``cache clear``: the default sandbox's workers forget what they compiled
+    (a sandbox that was never started is left alone)."""
+    if _default is not None:
+        _default.forget()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide sandbox (its worker starts on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Sandbox()
+        return _default

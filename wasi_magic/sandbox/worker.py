@@ -1,0 +1,217 @@
+"""The sandbox worker: the process in which guests run, never the kernel.
+
+Started by :class:`~wasi_magic.sandbox.supervisor.Sandbox` as
+``python -m wasi_magic.sandbox.worker`` in a session of its own (so Jupyter's
+Interrupt, sent to the kernel's process group, does not reach it). It holds
+the Wasmtime engines, the compiled components and the stores. Requests arrive
+as frames on stdin; replies, and the guest's output as it is written, leave as
+frames on the original stdout (fd 1 is pointed at stderr, so a stray print
+cannot corrupt the stream).
+
+A reader thread takes ``interrupt`` requests at once (it interrupts the
+running guest through its epoch deadline); everything else is served in order
+on the main thread. If a guest is blocked in a host call, the epoch cannot stop
+it: the supervisor then kills this process and starts another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import resource
+import sys
+import threading
+import traceback
+from typing import Any
+
+from . import protocol
+
+#: The worker's cap on its own data segment (private writable memory), in bytes.
+#: Wasmtime's reservations for linear memories are not writable until used, so
+#: they do not count; what guests really use does. Set by the supervisor.
+MEMORY_ENV = "WASI_MAGIC_WORKER_MEMORY"
+
+
+def _cap_memory() -> None:
+    value = os.environ.get(MEMORY_ENV)
+    if not value:
+        return
+    limit = int(value)
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+class Worker:
+    """Serves one supervisor's requests (see :mod:`.protocol` for the messages)."""
+
+    def __init__(self, writer: protocol.Writer) -> None:
+        from . import store
+        self._send = writer.send
+        self._current = 0  # the request being served
+        self._guests: dict[int, Any] = {}
+        self._guest_ids = itertools.count(1)
+        store.on_guest_start(lambda deadline: self._send(("started", self._current)))
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def handle(self, message: tuple) -> None:
+        from ..errors import GuestError, GuestTrap, WasiMagicError
+        kind, rid, *payload = message
+        self._current = rid
+        try:
+            reply = getattr(self, f"_do_{kind}")(rid, *payload)
+        except KeyboardInterrupt as exc:
+            self._send(("interrupted", rid, str(exc) or "guest interrupted"))
+        except GuestError as exc:
+            self._send(("error", rid, "GuestError", str(exc),
+                        {"value": exc.value, "function": exc.function}))
+        except GuestTrap as exc:
+            self._send(("error", rid, "GuestTrap", str(exc),
+                        {"kind": exc.kind, "stderr": exc.stderr, "function": exc.function}))
+        except WasiMagicError as exc:
+            self._send(("error", rid, type(exc).__name__, str(exc), {}))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not end the worker
+            traceback.print_exc()
+            self._send(("error", rid, "RuntimeFailure",
+                        f"internal error in the sandbox worker: {type(exc).__name__}: {exc}", {}))
+        else:
+            self._send(("done", rid, reply))
+        finally:
+            self._current = 0
+
+    def _writer(self, rid: int, stream: str) -> Any:
+        def write(text: str) -> None:
+            self._send(("out", rid, stream, text))
+        return write
+
+    @staticmethod
+    def _use_cache(root: str | None) -> None:
+        # The kernel's cache setting at the time of the request (it may change).
+        if root:
+            os.environ["WASI_MAGIC_CACHE"] = root
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _do_ping(self, rid: int) -> dict:
+        return {"pid": os.getpid()}
+
+    def _do_run(self, rid: int, spec: dict) -> dict:
+        """Run a command component or a Preview 1 module; the result's fields."""
+        self._use_cache(spec.get("cache"))
+        out, err = self._writer(rid, "stdout"), self._writer(rid, "stderr")
+        if spec["kind"] == "module":
+            from ..preview1 import run_module
+            result = run_module(spec["target"], spec["caps"], limits=spec["limits"],
+                                name=spec["name"], stdout=out, stderr=err)
+        else:
+            from ..runtime import default_runtime
+            result = default_runtime().run(spec["target"], spec["caps"], limits=spec["limits"],
+                                           stdout=out, stderr=err)
+        return {name: getattr(result, name) for name in RESULT_FIELDS}
+
+    def _do_prepare(self, rid: int, target: Any, fuel: bool, cache: str | None) -> dict:
+        """Compile (or load from the cache) a component ahead of its run."""
+        from ..runtime import default_runtime
+        self._use_cache(cache)
+        runtime = default_runtime()
+        _, seconds, how = runtime.component(target, fuel=fuel)
+        return {"seconds": seconds, "how": how, "strategy": runtime.strategy}
+
+    def _do_imports(self, rid: int, target: Any, cache: str | None) -> tuple[str, ...]:
+        """What a component imports (``wasi:filesystem/preopens@0.2.9`` …)."""
+        from ..runtime import default_runtime
+        self._use_cache(cache)
+        runtime = default_runtime()
+        component = runtime.component(target)[0]
+        return tuple(component.type.imports(runtime.engine))
+
+    def _do_load(self, rid: int, target: Any, options: dict, cache: str | None) -> dict:
+        """Load a typed-world component; its exported functions, described."""
+        from ..host import load
+        self._use_cache(cache)
+        gid = next(self._guest_ids)
+        guest = load(target, stdout=self._call_writer("stdout"),
+                     stderr=self._call_writer("stderr"), **options)
+        self._guests[gid] = guest
+        functions = [(name, f.spec.signature, [p for p, _ in f.spec.params])
+                     for name, f in guest.functions.items()]
+        return {"guest": gid, "name": guest.name, "functions": functions}
+
+    def _call_writer(self, stream: str) -> Any:
+        def write(text: str) -> None:
+            self._send(("out", self._current, stream, text))
+        return write
+
+    def _do_call(self, rid: int, gid: int, name: str, args: tuple, kwargs: dict) -> dict:
+        guest = self._guest(gid)
+        value = guest.functions[name](*args, **kwargs)
+        return {"value": value, "stdout": guest.last_stdout, "stderr": guest.last_stderr,
+                "seconds": guest.last_seconds}
+
+    def _do_close(self, rid: int, gid: int) -> None:
+        guest = self._guests.pop(gid, None)
+        if guest is not None:
+            guest.close()
+
+    def _do_forget(self, rid: int) -> None:
+        from .. import preview1
+        from ..host import host_runtime
+        from ..runtime import default_runtime
+        default_runtime().forget()
+        host_runtime().forget()
+        preview1.forget()
+
+    def _guest(self, gid: int) -> Any:
+        from ..errors import RuntimeFailure
+        try:
+            return self._guests[gid]
+        except KeyError:
+            raise RuntimeFailure("this component is not loaded in the sandbox (it was "
+                                 "restarted): load it again") from None
+
+
+#: The RunResult fields a worker sends back (the kernel knows the rest).
+RESULT_FIELDS = ("status", "stdout", "stderr", "trap", "compile_seconds", "instantiate_seconds",
+                 "run_seconds", "steps", "fuel_used", "truncated", "limit_note")
+
+
+def main() -> None:
+    """Serve requests from stdin until it closes."""
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # print() and warnings go to stderr, never into the frames
+    _cap_memory()
+    writer = protocol.Writer(replies)
+    requests: "queue.Queue[tuple | None]" = queue.Queue()
+
+    def read_requests() -> None:
+        from . import store
+        while True:
+            try:
+                message = protocol.read(0, trusted=True)
+            except (EOFError, OSError, protocol.ProtocolError):
+                # The supervisor is gone (the kernel exited or closed us): so is every
+                # reason to finish what runs. Leave now, even from inside a guest.
+                os._exit(0)
+            if message[0] == "interrupt":
+                store.interrupt_running()
+            else:
+                requests.put(message)
+
+    # Import what every request needs before saying "ready".
+    from .. import runtime  # noqa: F401
+    worker = Worker(writer)
+    threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
+    writer.send(("ready", 0, {"pid": os.getpid(), "python": sys.version.split()[0]}))
+    while True:
+        message = requests.get()
+        if message is None:
+            break
+        worker.handle(message)
+    writer.close()
+
+
+if __name__ == "__main__":
+    main()
