@@ -128,3 +128,44 @@ def test_cache_info_and_clear(tmp_path: Path) -> None:
     assert info["builds"] == {"entries": 1, "bytes": 104}
     assert cache.clear() == 104
     assert cache.info()["builds"]["entries"] == 0
+
+
+def test_an_entry_rewritten_by_anything_but_wasi_magic_is_never_loaded(
+        cold_cache: Path, probe, quick_ready, shared_cache: Path) -> None:
+    """v1's attack: a guest swapped a compiled entry and fixed its metadata (the sha256
+    beside a file checks nothing). Now the metadata must carry wasi-magic's seal, made
+    with a key that lives outside the cache, so the swapped entry is compiled again."""
+    from wasi_magic.runtime import Runtime
+    runtime = Runtime(cache=Cache(cold_cache))
+    assert runtime.run(probe, Capabilities.parse(args=["hello"])).steps["component"] == "compiled"
+    [probe_entry] = list((cold_cache / "compiled").rglob("*.cwasm"))
+    # Another program's compiled form (the quick sandbox's), with its own sealed metadata,
+    # copied under the probe's name: what the v1 attack did.
+    [quick_entry] = list((shared_cache / "compiled").rglob(f"{quick_ready.sha256}.cwasm"))
+    probe_entry.write_bytes(quick_entry.read_bytes())
+    probe_entry.with_suffix(".json").write_text(quick_entry.with_suffix(".json").read_text())
+    again = Runtime(cache=Cache(cold_cache)).run(probe, Capabilities.parse(args=["hello"]))
+    assert again.stdout == "hello from the probe ['hello']\n"  # the probe, not the sandbox
+    assert again.steps["component"] == "compiled"
+
+
+def test_a_cache_others_can_write_is_not_trusted(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    cache = Cache(shared)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entry = cache.put_bytes("builds", "k", ".wasm", b"\0asm", {})
+    assert [str(w.message) for w in caught if "cannot be trusted" in str(w.message)]
+    assert entry is not None and not entry.path.is_relative_to(shared)
+    assert cache.root.stat().st_mode & 0o077 == 0  # the private stand-in: its owner's only
+    assert not list(shared.iterdir())
+
+
+def test_the_sealing_key_is_private_and_outside_the_cache() -> None:
+    from wasi_magic.cache import cache_dir, key_path, seal
+    seal("builds", "x", 1, "0" * 64)  # made on first use
+    path = key_path()
+    assert path.stat().st_mode & 0o077 == 0 and len(path.read_bytes()) == 32
+    assert not path.is_relative_to(cache_dir())

@@ -130,3 +130,44 @@ def test_control_sequences_are_shown_not_obeyed_in_a_terminal(sandbox: Path) -> 
     assert proc.wait(timeout=60) == 0
     assert b"\x1b" not in seen and b"\x07" not in seen  # nothing for the terminal to act on
     assert b"\\x1b]52;c;cHduZWQ=\\x07\\x1b[2Jok" in seen
+
+
+def nested_component(depth: int) -> bytes:
+    """A component holding a component holding … ``depth`` deep (header: \\0asm, 0d 00 01 00)."""
+    inner = b"\0asm\x0d\x00\x01\x00"
+    for _ in range(depth):
+        size = len(inner)
+        leb = bytearray()
+        while True:
+            byte, size = size & 0x7F, size >> 7
+            leb.append(byte | (0x80 if size else 0))
+            if not size:
+                break
+        inner = b"\0asm\x0d\x00\x01\x00" + bytes([4]) + bytes(leb) + inner
+    return inner
+
+
+def test_inspect_any_file_gives_one_line(probe, sandbox: Path) -> None:
+    import os
+    component = probe.path.read_bytes()
+    (sandbox / "truncated.wasm").write_bytes(component[: len(component) // 2])
+    (sandbox / "garbage.wasm").write_bytes(b"\0asm\x0d\x00\x01\x00" + b"\x01\xff\xff\xff\xff\x0f")
+    (sandbox / "deep.wasm").write_bytes(nested_component(5_000))
+    (sandbox / "cut.wasm").write_bytes(b"\0asm\x01\x00\x00\x00\x01\x05\x01")  # a module cut short
+    os.symlink("/dev/zero", sandbox / "zero.wasm")
+    os.mkfifo(sandbox / "fifo.wasm")
+    for args, words in [
+        (("inspect", "--core", "truncated.wasm"), "not a well-formed component"),
+        (("inspect", "--core", "garbage.wasm"), "not a well-formed component"),
+        (("inspect", "--core", "deep.wasm"), "nested more than 64 deep"),
+        (("inspect", "cut.wasm"), "not a valid module"),
+        (("inspect", "truncated.wasm"), "Wasmtime cannot load"),
+        (("inspect", "zero.wasm"), "not a regular file"),
+        (("inspect", "fifo.wasm"), "not a regular file"),
+        (("inspect", "--core", "fifo.wasm"), "not a regular file"),
+        (("run", "fifo.wasm"), "not a regular file"),
+    ]:
+        done = cli(*args, cwd=sandbox)  # the CLI's own 600 s bound tells "hung" from "answered"
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("error: ") and words in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 3, done.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wasi_magic import BuildError, GuestImportError
+from wasi_magic import BuildError, GuestImportError, build, run
 from wasi_magic.guest import find_imports, generate, stdlib_helpers
 
 
@@ -78,3 +78,20 @@ def test_local_modules_are_allowed_with_path(tmp_path: Path) -> None:
     (tmp_path / "helpers.py").write_text("X = 1\n")
     generated = generate("from helpers import X\nprint(X)\n", [tmp_path])
     assert "('helpers', 1)" in generated.files["wasi_magic_cell.py"]
+
+
+def test_import_time_code_cannot_write_the_host_through_path(tmp_path: Path) -> None:
+    """componentize-py mounts --path folders read-write while it pre-initializes the guest:
+    the build works on a private copy, so the host's folder is never written."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "sneaky.py").write_text(
+        "import os\n"
+        "here = os.path.dirname(os.path.abspath(__file__))\n"
+        "with open(os.path.join(here, 'planted.txt'), 'w') as out:\n"
+        "    out.write('written at import time')\n"
+        "VALUE = 42\n")
+    before = sorted(p.name for p in lib.iterdir())
+    artifact = build("import sneaky\nprint(sneaky.VALUE)\n", paths=[lib])
+    assert sorted(p.name for p in lib.iterdir()) == before == ["sneaky.py"]
+    assert run(artifact).stdout == "42\n"

@@ -125,3 +125,96 @@ def test_percentile() -> None:
     assert percentile(values, 0.5) == 50.0
     assert percentile(values, 0.99) == 99.0
     assert percentile([3.0], 0.99) == 3.0
+
+
+# --- a hostile handler against the edge server ---------------------------------------------------
+
+EVIL = Path(__file__).resolve().parent / "guests" / "evil_handler"
+
+
+@pytest.fixture(scope="module")
+def evil_server(shared_cache: Path):
+    artifact = build(EVIL / "evil_handler.py", wit=HANDLER / "handler.wit", world="handler")
+    with EdgeServer(artifact, socket_timeout=1.0, max_connections=8) as running:
+        yield running
+
+
+def raw(server: EdgeServer, payload: bytes, *, shutdown: bool = False) -> bytes:
+    """Send ``payload`` on a fresh connection and read everything the server answers."""
+    import socket
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(payload)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def ask(server: EdgeServer, headers: list) -> bytes:
+    body = json.dumps({"headers": headers}).encode()
+    return raw(server, b"POST /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: "
+               + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("headers,why", [
+    ([["x-a", "1\r\nset-cookie: stolen=1"]], "line break"),
+    ([["x-a", "1\r\n\r\nHTTP/1.1 200 OK\r\nx-smuggled: 1"]], "line break"),
+    ([["content-length ", "0"]], "not a token"),
+    ([["x a", "1"]], "not a token"),
+    ([["x-a", "caf\u00e9 \u2603"]], "not latin-1"),
+])
+def test_a_response_the_guest_cannot_be_trusted_with_is_a_500(evil_server, headers, why) -> None:
+    answer = ask(evil_server, headers)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 "), answer
+    assert b"set-cookie" not in head.lower() and b"x-smuggled" not in answer.lower()
+    assert b"content-length " not in head.lower().replace(b"content-length: ", b"")
+    assert why in json.loads(body)["error"]
+    assert answer.count(b"HTTP/1.1") == 1  # one response, nothing smuggled behind it
+
+
+def test_honest_headers_pass_and_hop_by_hop_ones_are_the_hosts(evil_server) -> None:
+    answer = ask(evil_server, [["x-ok", "fine"], ["connection", "keep-alive"],
+                               ["content-length", "999"]])
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200 ") and b"x-ok: fine" in head
+    assert b"content-length: 999" not in head and b"connection: keep-alive" not in head
+
+
+def test_a_partial_body_at_the_end_of_the_stream_is_a_400(evil_server) -> None:
+    calls = len(evil_server.latencies)
+    answer = raw(evil_server, b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{\"he",
+                 shutdown=True)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert len(evil_server.latencies) == calls  # the guest never saw half a body
+
+
+def test_stalled_clients_are_dropped_and_others_still_served(evil_server) -> None:
+    import socket
+    stalled = []
+    try:
+        for _ in range(evil_server.max_connections):
+            sock = socket.create_connection((evil_server.host, evil_server.port), timeout=30)
+            sock.sendall(b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n")  # no body
+            stalled.append(sock)
+        # Each is dropped after the socket timeout (1 s here), never held forever: the
+        # bound on recv only tells "closed" from "held".
+        for sock in stalled:
+            try:
+                data = sock.recv(200)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" or data.startswith(b"HTTP/1.1 503 "), data
+    finally:
+        for sock in stalled:
+            sock.close()
+    # The server answers an honest request afterwards.
+    assert ask(evil_server, [["x-ok", "after"]]).startswith(b"HTTP/1.1 200 ")

@@ -41,6 +41,8 @@ class _Reader:
         self.data, self.pos = data, pos
 
     def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError(f"the file ends at byte {len(self.data)}, inside a section")
         value = self.data[self.pos]
         self.pos += 1
         return value
@@ -53,6 +55,8 @@ class _Reader:
             if value < 0x80:
                 return result
             shift += 7
+            if shift > 35:
+                raise ValueError(f"a number at byte {self.pos} is longer than 5 bytes")
 
     def name(self) -> str:
         size = self.leb()
@@ -65,6 +69,9 @@ class _Reader:
             section_id = self.byte()
             size = self.leb()
             start = self.pos
+            if start + size > end:
+                raise ValueError(f"a section at byte {start} claims {size} bytes, past the end "
+                                 f"of its container at byte {end} (a truncated file?)")
             yield section_id, start, start + size
             self.pos = start + size
 
@@ -123,20 +130,38 @@ def _module_name(data: bytes, start: int, end: int) -> str:
     return ""
 
 
+#: How deep components may nest before the file is called malformed.
+MAX_NESTING = 64
+
+
 def core_modules(data: bytes) -> list[CoreModule]:
-    """The core modules inside a component binary (nested components included)."""
+    """The core modules inside a component binary (nested components included).
+
+    Raises :class:`~wasi_magic.errors.RuntimeFailure` naming the problem for
+    any malformed input (truncated, nested deeper than :data:`MAX_NESTING`,
+    a section that overruns its container, an unknown import kind).
+    """
     found: list[CoreModule] = []
 
-    def walk(start: int, end: int) -> None:
+    def walk(start: int, end: int, depth: int) -> None:
+        if depth > MAX_NESTING:
+            raise ValueError(f"components nested more than {MAX_NESTING} deep")
+        if data[start:start + 4] != b"\0asm" or end - start < 8:
+            raise ValueError(f"no WebAssembly header at byte {start}")
         reader = _Reader(data, start + 8)
         for section_id, begin, finish in reader.sections(end):
             if section_id == _CORE_MODULE_SECTION:
+                if data[begin:begin + 4] != b"\0asm":
+                    raise ValueError(f"no core module header at byte {begin}")
                 found.append(CoreModule(len(found), _module_name(data, begin + 8, finish),
                                         finish - begin, module_imports(data, begin + 8, finish)))
             elif section_id == _COMPONENT_SECTION:
-                walk(begin, finish)
+                walk(begin, finish, depth + 1)
 
-    walk(0, len(data))
+    try:
+        walk(0, len(data), 0)
+    except (ValueError, IndexError) as exc:
+        raise RuntimeFailure(f"not a well-formed component: {exc}") from None
     return found
 
 

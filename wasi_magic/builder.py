@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -224,37 +225,59 @@ def builds_logged(cache: Cache | None = None) -> int:
 def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str, name: str,
                  cache: Cache, progress: ProgressCallback | None, quick: bool = False) -> Artifact:
     generated = guest.generate(source, folders, filename, quick=quick)
-    version = componentize_py_version()
-    estimate = estimate_seconds(cache)
+    return _componentize(generated, folders, key, name, cache, progress,
+                         wit=lambda work: WIT_DIR, world=CELL_WORLD, app_module=guest.APP_MODULE,
+                         explain=lambda log, wit_path: _explain_failure(log, generated),
+                         artifact_world=None)
+
+
+def _componentize(generated: guest.GuestSource, folders: tuple[Path, ...], key: str, name: str,
+                  cache: Cache, progress: ProgressCallback | None, *,
+                  wit: Callable[[Path], Path], world: str | None, app_module: str,
+                  explain: Callable[[str, Path], BuildError],
+                  artifact_world: str | None) -> Artifact:
+    """The one componentize-py pipeline, for cells and typed worlds alike.
+
+    Writes the generated guest modules into a private build folder, runs
+    componentize-py there against the WIT that ``wit(work)`` names, and moves
+    the component into the cache (or explains the failure with ``explain``).
+    """
     with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:
         work = Path(tmp)
         app = work / "app"
         app.mkdir()
-        for filename, text in generated.files.items():
-            (app / filename).write_text(text, encoding="utf-8")
+        for file, text in generated.files.items():
+            (app / file).write_text(text, encoding="utf-8")
+        wit_path = wit(work)
         out = work / "component.wasm"
-        command = [sys.executable, "-c", _COMPONENTIZE, "-q",
-                   "-d", str(WIT_DIR), "-w", CELL_WORLD, "componentize",
-                   "-p", str(app)]
-        for folder in folders:
-            command += ["-p", str(folder)]
-        command += [guest.APP_MODULE, "-o", str(out)]
+        command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
+        if world:
+            command += ["-w", world]
+        command += ["componentize", "-p", str(app)]
+        # componentize-py mounts every -p folder read-write while it pre-initializes the
+        # guest, so code that runs at import time could write there: it gets private
+        # copies, and the host's folders stay as they were.
+        for index, folder in enumerate(folders):
+            command += ["-p", str(_private_copy(folder, work / "paths" / str(index)))]
+        command += [app_module, "-o", str(out)]
         started = time.perf_counter()
-        log = _run_componentize(command, work, started, estimate, progress)
+        log = _run_componentize(command, work, started, estimate_seconds(cache), progress)
         seconds = time.perf_counter() - started
         if not out.exists():
-            raise _explain_failure(log, generated)
-        _record_seconds(cache, seconds, key)
-        meta = {"build_seconds": round(seconds, 3), "componentize_py": version,
-                "created": time.time()}
-        entry = cache.put_file("builds", key, ".wasm", out, meta, move=True)
-        if entry is None:  # cache disabled: keep the component beside the process
-            keep = Path(tempfile.mkdtemp(prefix="wasi-magic-")) / name
-            os.replace(out, keep)
-            from .cache import file_sha256
-            return Artifact(keep, key, file_sha256(keep), keep.stat().st_size, seconds, False, name)
-        return Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
-                        seconds, False, name)
+            raise explain(log, wit_path)
+        return _store_build(out, key, name, seconds, cache, artifact_world)
+
+
+def _private_copy(folder: Path, target: Path) -> Path:
+    """A copy of ``folder`` (what the cache key hashed: no dotfiles, no ``__pycache__``)."""
+    def ignore(_: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".") or n == "__pycache__"
+                or n.endswith((".pyc", ".pyo"))]
+    try:
+        shutil.copytree(folder, target, ignore=ignore)
+    except (OSError, shutil.Error) as exc:
+        raise BuildError(f"--path {str(folder)!r}: cannot copy it for the build: {exc}") from None
+    return target
 
 
 def _run_componentize(command: list[str], work: Path, started: float,
@@ -360,29 +383,15 @@ def _build_world_fresh(source: str, folders: tuple[Path, ...], filename: str, ke
                        name: str, spec: worlds.WitSource, world: str | None, cache: Cache,
                        progress: ProgressCallback | None) -> Artifact:
     generated = worlds.generate(source, folders, filename)
-    with tempfile.TemporaryDirectory(prefix="wasi-magic-build-") as tmp:
-        work = Path(tmp)
-        app = work / "app"
-        app.mkdir()
-        for file, text in generated.files.items():
-            (app / file).write_text(text, encoding="utf-8")
-        wit_path = spec.materialize(work)
-        out = work / "component.wasm"
-        command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
-        if world:
-            command += ["-w", world]
-        command += ["componentize", "-p", str(app)]
-        for folder in folders:
-            command += ["-p", str(folder)]
-        command += [worlds.WORLD_APP, "-o", str(out)]
-        started = time.perf_counter()
-        log = _run_componentize(command, work, started, estimate_seconds(cache), progress)
-        seconds = time.perf_counter() - started
-        if not out.exists():
-            if _MARKER.search(log):
-                raise _explain_failure(log, generated)
-            raise worlds.explain_failure(log, spec, wit_path, world)
-        return _store_build(out, key, name, seconds, cache, world)
+
+    def explain(log: str, wit_path: Path) -> BuildError:
+        if _MARKER.search(log):
+            return _explain_failure(log, generated)
+        return worlds.explain_failure(log, spec, wit_path, world)
+
+    return _componentize(generated, folders, key, name, cache, progress, wit=spec.materialize,
+                         world=world, app_module=worlds.WORLD_APP, explain=explain,
+                         artifact_world=world)
 
 
 def _store_build(out: Path, key: str, name: str, seconds: float, cache: Cache,

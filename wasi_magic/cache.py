@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -49,6 +50,41 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def key_path() -> Path:
+    """Where the cache's sealing key lives: the user's config folder, not the cache."""
+    return Path(platformdirs.user_config_dir("wasi-magic", appauthor=False)) / "cache.key"
+
+
+_key: bytes | None = None
+
+
+def _cache_key() -> bytes:
+    """The secret that seals cache entries (made on first use, readable by its owner only)."""
+    global _key
+    if _key is None:
+        path = key_path()
+        try:
+            _key = path.read_bytes()
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            secret = os.urandom(32)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            except FileExistsError:  # another process made it first
+                _key = path.read_bytes()
+            else:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(secret)
+                _key = secret
+    return _key
+
+
+def seal(section: str, name: str, size: int, sha256: str) -> str:
+    """The keyed digest that says wasi-magic wrote this entry."""
+    message = f"{section}\0{name}\0{size}\0{sha256}".encode()
+    return hmac.new(_cache_key(), message, "sha256").hexdigest()
+
+
 @dataclass(frozen=True)
 class Entry:
     """A verified cache entry: the data file and its metadata."""
@@ -61,13 +97,42 @@ class Cache:
     """A directory of content-addressed entries, grouped in sections."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else cache_dir()
+        #: The folder asked for; ``root`` is where entries really go (a private
+        #: temporary folder if the asked one is not safe to trust).
+        self.requested = Path(root) if root is not None else cache_dir()
+        self.root = self.requested
         self.enabled = True
         self._warned = False
+        self._checked = False
+
+    def _check_root(self) -> None:
+        """Use the cache folder only if no one else can write it; else a private one.
+
+        Anyone who can write the cache can make the sandbox load their compiled
+        code, so a folder owned by another user, or writable by group or others,
+        is not used: a private temporary cache replaces it, with one warning.
+        """
+        self._checked = True
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = self.root.stat()
+        except OSError:
+            return  # _section reports it (and disables the cache)
+        if info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            return
+        why = ("is owned by another user" if info.st_uid != os.getuid()
+               else "can be written by other users")
+        self.root = Path(tempfile.mkdtemp(prefix="wasi-magic-cache-"))
+        warnings.warn(f"wasi-magic: the cache folder {self.requested} {why}, so it cannot be "
+                      f"trusted; using a private cache in {self.root} for this session. "
+                      f"Fix it with: chmod go-w {self.requested} (or set {ENV_VAR}).",
+                      RuntimeWarning, stacklevel=4)
 
     def _section(self, section: str) -> Path | None:
         if not self.enabled:
             return None
+        if not self._checked:
+            self._check_root()
         folder = self.root / section
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +160,13 @@ class Cache:
         data, meta_path = folder / f"{name}{suffix}", folder / f"{name}.json"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if data.stat().st_size == meta["size"] and file_sha256(data) == meta["sha256"]:
+            # The metadata must carry our own seal over (section, name, size, sha256), and
+            # the data must have that sha256: an entry written by anything but wasi-magic
+            # (which would need the key, kept outside the cache) is rebuilt, never loaded.
+            if (hmac.compare_digest(str(meta.get("seal", "")),
+                                    seal(section, name, meta["size"], meta["sha256"]))
+                    and data.stat().st_size == meta["size"]
+                    and file_sha256(data) == meta["sha256"]):
                 return Entry(data, meta)
         except FileNotFoundError:
             if not meta_path.exists() and not data.exists():
@@ -113,6 +184,7 @@ class Cache:
             return None
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=source.stat().st_size, sha256=meta.get("sha256") or file_sha256(source))
+        meta["seal"] = seal(section, name, meta["size"], meta["sha256"])
         try:
             with _temp_path(folder, suffix) as tmp:
                 if move:
@@ -134,6 +206,7 @@ class Cache:
             return None
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+        meta["seal"] = seal(section, name, meta["size"], meta["sha256"])
         try:
             with _temp_path(folder, suffix) as tmp:
                 Path(tmp).write_bytes(payload)
@@ -231,6 +304,6 @@ def default_cache() -> Cache:
     """The process-wide cache (re-created if ``$WASI_MAGIC_CACHE`` changes)."""
     global _default_cache
     root = cache_dir()
-    if _default_cache is None or _default_cache.root != root:
+    if _default_cache is None or _default_cache.requested != root:
         _default_cache = Cache(root)
     return _default_cache

@@ -36,6 +36,91 @@ CAPABILITY_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
+def host_path(text: str, cwd: Path, flag: str) -> Path:
+    """The host path ``text`` names (relative to ``cwd``), walked as the OS walks it.
+
+    Refuses, with a message showing where it points, a path that passes through a
+    symbolic link at any step the user wrote (a guest with a read-write grant can
+    plant links; a later grant, ``--stdin`` or ``-o`` must not follow them). The
+    working directory itself is trusted.
+    """
+    raw = Path(os.path.expanduser(text))
+    current = Path(raw.anchor) if raw.is_absolute() else cwd
+    for part in raw.parts[1:] if raw.is_absolute() else raw.parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = current.parent  # no link was followed to get here: as the OS goes
+            continue
+        current = current / part
+        if current.is_symlink():
+            target = os.path.realpath(current)
+            raise CapabilityError(
+                f"{flag} {text!r}: {str(current)!r} is a symbolic link to {target!r}. "
+                f"wasi-magic does not follow links in host paths (a guest could have planted "
+                f"it); to use the target, name it: {flag} {target}")
+    return Path(os.path.normpath(current))
+
+
+def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
+                    flag: str = "-o") -> Path:
+    """Write ``data`` (bytes, or a file's contents) to the host path ``text``, for ``-o``.
+
+    The path is walked as :func:`host_path` walks it (no symbolic links, the file
+    itself included), and the file is opened with ``O_NOFOLLOW``, so a link a
+    guest planted in a read-write grant never redirects the write.
+    """
+    target = host_path(text, cwd if cwd is not None else Path.cwd(), flag)
+    if not target.parent.is_dir():
+        raise CapabilityError(f"{flag} {text!r}: the folder {str(target.parent)!r} does not exist.")
+    payload = data if isinstance(data, bytes) else Path(data).read_bytes()
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise CapabilityError(f"{flag} {text!r}: cannot write {str(target)!r}: "
+                              f"{exc.strerror or exc}.") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(payload)
+    return target
+
+
+def protected_folders() -> dict[Path, str]:
+    """Folders no grant may cover or reach into: whoever writes there runs code on the host."""
+    import sys
+    from .cache import cache_dir, key_path
+    ipython = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython")
+    found = {
+        cache_dir(): "the wasi-magic cache (compiled code the sandbox loads)",
+        key_path().parent: "the wasi-magic settings (the key that seals the cache)",
+        Path(__file__).resolve().parent: "the installed wasi_magic package",
+        ipython: "the IPython profile directory (startup code the kernel runs)",
+        Path(sys.prefix): "the Python environment the kernel runs from",
+    }
+    return {Path(os.path.realpath(folder)): why for folder, why in found.items()}
+
+
+def _check_not_protected(host: Path, spec: str) -> None:
+    real = Path(os.path.realpath(host))
+    for folder, why in protected_folders().items():
+        if real == folder or folder.is_relative_to(real) or real.is_relative_to(folder):
+            where = "is" if real == folder else "contains" if folder.is_relative_to(real) \
+                else "is inside"
+            raise CapabilityError(
+                f"--dir {spec!r}: {str(real)!r} {where} {why} ({str(folder)!r}); a guest with "
+                f"this grant could change what the host runs. Grant a subfolder that holds "
+                f"only the guest's data, e.g. --dir data::/data.")
+
+
+def normalize_guest_path(guest: str, spec: str) -> str:
+    """``/g/``, ``/g/.`` and ``//g`` -> ``/g``; ``..`` is refused (it names nothing new)."""
+    parts = [p for p in guest.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise CapabilityError(f"--dir {spec!r}: the guest path {guest!r} contains '..'; give "
+                              f"the path the guest should see, e.g. /data.")
+    joined = "/".join(parts)
+    return ("/" + joined) if guest.startswith("/") else (joined or ".")
+
+
 @dataclass(frozen=True)
 class DirGrant:
     """One preopened directory: ``host`` is seen by the guest as ``guest``."""
@@ -71,7 +156,8 @@ class DirGrant:
         for label, value in (("HOST", host_text), ("GUEST", guest)):
             if "\0" in value:
                 raise CapabilityError(f"--dir {spec!r}: {label} contains a NUL character.")
-        host = (cwd / os.path.expanduser(host_text)).resolve()
+        guest = normalize_guest_path(guest, spec)
+        host = host_path(host_text, cwd, "--dir")
         if not host.exists():
             raise CapabilityError(
                 f"--dir {spec!r}: the host directory {str(host)!r} does not exist "
@@ -80,6 +166,7 @@ class DirGrant:
             raise CapabilityError(
                 f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
                 f"Grant the directory that contains it.")
+        _check_not_protected(host, spec)
         return cls(host=host, guest=guest, read_only=read_only)
 
 
@@ -114,13 +201,7 @@ class Capabilities:
         base = Path(cwd) if cwd is not None else Path.cwd()
         host_env = os.environ if host_env is None else host_env
         grants = tuple(DirGrant.parse(spec, base) for spec in dirs)
-        seen: dict[str, str] = {}
-        for grant in grants:
-            if grant.guest in seen:
-                raise CapabilityError(
-                    f"--dir: the guest path {grant.guest!r} is granted twice "
-                    f"({seen[grant.guest]} and {grant.spec}). Give each grant its own guest path.")
-            seen[grant.guest] = grant.spec
+        _check_overlaps(grants)
         pairs = tuple(_parse_env(item, host_env) for item in env)
         for arg in args:
             if "\0" in arg:
@@ -129,7 +210,7 @@ class Capabilities:
             raise UsageError("Give either --stdin FILE or --stdin-text TEXT, not both.")
         stdin_path: Path | None = None
         if stdin_file is not None:
-            stdin_path = (base / os.path.expanduser(os.fspath(stdin_file))).resolve()
+            stdin_path = host_path(os.fspath(stdin_file), base, "--stdin")
             if not stdin_path.is_file():
                 raise CapabilityError(
                     f"--stdin {os.fspath(stdin_file)!r}: no such file ({str(stdin_path)!r}).")
@@ -173,6 +254,34 @@ class Capabilities:
         elif self.stdin is not None:
             lines.append(f"stdin {len(self.stdin)} bytes of text")
         return lines or ["nothing granted"]
+
+
+def _check_overlaps(grants: Sequence[DirGrant]) -> None:
+    """Each guest path once; no grant nested in another of a different mode.
+
+    The guest's libc picks the preopen for a path by prefix, so with
+    ``--dir a::/x --dir a/b::/x/b::ro`` the path ``/x//b/f.txt`` would reach the
+    read-only folder through the read-write grant.
+    """
+    for index, grant in enumerate(grants):
+        for other in grants[:index]:
+            if grant.guest == other.guest:
+                raise CapabilityError(
+                    f"--dir: the guest path {grant.guest!r} is granted twice ({other.spec} and "
+                    f"{grant.spec}). Give each grant its own guest path.")
+            inner, outer = (grant, other) if _nested(grant.guest, other.guest) else \
+                (other, grant) if _nested(other.guest, grant.guest) else (None, None)
+            if inner is not None and outer is not None and inner.read_only != outer.read_only:
+                raise CapabilityError(
+                    f"--dir: {inner.spec} ({'read-only' if inner.read_only else 'read-write'}) "
+                    f"lies inside {outer.spec} ({'read-only' if outer.read_only else 'read-write'}"
+                    f"): the guest could reach it through either. Give them separate guest "
+                    f"paths, e.g. /in and /out.")
+
+
+def _nested(inner: str, outer: str) -> bool:
+    """Whether guest path ``inner`` lies strictly inside ``outer``."""
+    return inner != outer and (outer == "/" or inner.startswith(outer.rstrip("/") + "/"))
 
 
 def _parse_env(item: str, host_env: Mapping[str, str]) -> tuple[str, str]:

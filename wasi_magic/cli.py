@@ -7,7 +7,6 @@ follow ``--``, as with ``wasmtime run``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
@@ -156,11 +155,13 @@ def split_program_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | None = None,
             prog: str = "python -m wasi_magic",
             progress: "Callable[[BuildProgress], None] | None" = None,
-            runner: Runner | None = None) -> int:
+            runner: Runner | None = None,
+            interface: Callable[[Path], Any] | None = None) -> int:
     """Run one command; returns the exit status. Raises :class:`WasiMagicError` on bad input.
 
-    ``runner`` runs guests: the sandbox worker's ``run`` for ``%wasi`` in a kernel;
-    by default, Wasmtime in this process (a command-line process is itself disposable).
+    ``runner`` runs guests, and ``interface`` reads a component's imports and exports:
+    the sandbox worker's for ``%wasi`` in a kernel; by default, Wasmtime in this
+    process (a command-line process is itself disposable).
     """
     runner = runner if runner is not None else run_in_process
     out = out or sys.stdout
@@ -178,8 +179,11 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "run":
         caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
         path = Path(ns.wasm)
-        if not path.is_file():
+        if not path.exists():
             raise UsageError(f"{ns.wasm!r}: no such file.")
+        if not path.is_file():
+            raise UsageError(f"{ns.wasm!r} is not a regular file (a device, a FIFO or a "
+                             f"folder): give the path of a .wasm or .wat file.")
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options)
         if path.suffix.lower() in (".wat", ".wast"):
             # WebAssembly text, as `wasmtime run x.wat` takes it: a Preview 1 module.
@@ -206,8 +210,8 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         from .builder import build
         artifact = build(source, paths=ns.path, progress=progress,
                          wit=Path(ns.wit) if ns.wit else None, world=ns.world)
-        target = Path(ns.output) if ns.output else source.with_suffix(".wasm")
-        shutil.copyfile(artifact.path, target)
+        from .capabilities import write_host_file
+        target = write_host_file(ns.output or str(source.with_suffix(".wasm")), artifact.path)
         how = "cached" if artifact.cached else f"built in {artifact.build_seconds:.1f} s"
         out.write(f"{how} · {format_size(artifact.size)} → {target}\n")
         return 0
@@ -221,7 +225,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
             out.write(describe_core_modules(ns.wasm) + "\n")
         else:
             from .inspect import inspect_wasm
-            out.write(inspect_wasm(ns.wasm).format() + "\n")
+            out.write(inspect_wasm(ns.wasm, interface).format() + "\n")
         return 0
     from .builder import default_cache, forget_memo
     cache = default_cache()

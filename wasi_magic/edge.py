@@ -47,7 +47,19 @@ DEFAULT_REQUEST_TIMEOUT = 5.0
 #: element by element (about 1.7 s per MiB each way), so keep bodies small.
 DEFAULT_MAX_BODY = 256 << 10
 #: Headers the host sets itself; the guest's values for them are ignored.
-_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive",
+                          "upgrade", "te", "trailer", "proxy-connection"})
+#: Seconds a client may take to send its headers or body, or stay idle between
+#: requests on a kept-alive connection, before the server closes it.
+DEFAULT_SOCKET_TIMEOUT = 10.0
+#: Connections served at once; more are answered 503 and closed.
+DEFAULT_MAX_CONNECTIONS = 32
+#: RFC 9110 token characters: what a header name may contain.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class BadResponse(ValueError):
+    """The guest's response cannot be sent as HTTP (the client gets a 500 instead)."""
 
 
 def percentile(values: Iterable[float], fraction: float) -> float:
@@ -66,7 +78,9 @@ class EdgeServer:
                  caps: Optional[Capabilities] = None, *, host: str = "127.0.0.1", port: int = 0,
                  timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT,
                  max_memory: int | str | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 function: str = "handle", runtime: Optional[Runtime] = None) -> None:
+                 function: str = "handle", runtime: Optional[Runtime] = None,
+                 socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         if runtime is None:  # the guest runs in the sandbox worker, never in this process
             from .sandbox.remote import load
             self.guest: Any = load(artifact, caps, fresh=True, timeout=timeout,
@@ -82,6 +96,8 @@ class EdgeServer:
         self.host = host
         self.port = port
         self.max_body = max_body
+        self.socket_timeout = socket_timeout
+        self.max_connections = max_connections
         #: Seconds each request spent in the sandbox (new instance + call), in order.
         self.latencies: list[float] = []
         #: The last requests as ``(method, path, status, seconds)``.
@@ -107,8 +123,10 @@ class EdgeServer:
         with self._lock:
             if self._server is not None:
                 return self
-            server = ThreadingHTTPServer((self.host, self.port), _Handler)
+            server = _Server((self.host, self.port), _Handler)
             server.daemon_threads = True
+            server.limit = self.max_connections
+            server.counting = threading.Lock()
             server.edge = self  # type: ignore[attr-defined]
             self.port = server.server_address[1]
             self._server = server
@@ -116,6 +134,12 @@ class EdgeServer:
                                             name=f"wasi-magic-edge-{self.port}", daemon=True)
             self._thread.start()
         return self
+
+    @property
+    def connections(self) -> int:
+        """Connections being served right now."""
+        server = self._server
+        return server.active if server is not None else 0
 
     def stop(self) -> None:
         """Stop serving and close the socket (safe to call twice)."""
@@ -154,6 +178,9 @@ class EdgeServer:
             status = 504 if exc.kind == "timeout" else 500
             out_headers = [("content-type", "application/json")]
             out_body = json.dumps({"error": str(exc).splitlines()[0]}).encode()
+        except BadResponse as exc:
+            status, out_headers = 500, [("content-type", "application/json")]
+            out_body = json.dumps({"error": str(exc)}).encode()
         seconds = time.perf_counter() - started
         self.latencies.append(seconds)
         self.log.append((method.upper(), path, status, seconds))
@@ -170,12 +197,70 @@ class EdgeServer:
 
 
 def _unpack(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Check the guest's response record; a nonsensical status becomes 502."""
+    """Check the guest's response record: what it says must be sendable as HTTP as it is.
+
+    A status outside 100-599 becomes 502. A header name that is not a token
+    (``content-length `` with its trailing space, say), or a value with a CR, LF
+    or NUL (response splitting) or a character latin-1 cannot carry, makes the
+    whole response a 500: nothing the guest wrote reaches the client unchecked.
+    """
     status = int(response.status)
-    headers = [(str(k), str(v)) for k, v in response.headers if k.lower() not in _HOP_HEADERS]
     if not 100 <= status <= 599:
         return 502, [("content-type", "text/plain")], f"bad status {status} from guest".encode()
+    headers = []
+    for name, value in response.headers:
+        name, value = str(name), str(value)
+        if not name or not set(name) <= _TOKEN:
+            raise BadResponse(f"the guest returned a header name that is not a token: {name!r}")
+        if any(ch in value for ch in "\r\n\0"):
+            raise BadResponse(f"the guest returned a header {name!r} whose value holds a line "
+                              f"break or NUL")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise BadResponse(f"the guest returned a header {name!r} whose value is not "
+                              f"latin-1 (an HTTP header cannot carry it)") from None
+        if name.lower() not in _HOP_HEADERS:
+            headers.append((name, value))
     return status, headers, bytes(response.body)
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading server that serves at most ``limit`` connections at once."""
+
+    limit = DEFAULT_MAX_CONNECTIONS
+    active = 0
+    counting = threading.Lock()
+
+    def _take(self) -> bool:
+        with self.counting:
+            if self.active >= self.limit:
+                return False
+            self.active += 1
+            return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._take():
+            try:  # too many at once: say so, and close
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+                                b"connection: close\r\n\r\n")
+                # Read what the client already sent (closing with unread data would send
+                # a reset, and the client could lose the 503), without waiting for more.
+                request.setblocking(False)
+                while request.recv(65536):
+                    pass
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.counting:
+                self.active -= 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -183,6 +268,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "wasi-magic-edge/0.1"
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        # A socket timeout bounds every read: a client that stalls in its headers or
+        # body, or idles on a kept-alive connection, is dropped instead of holding a
+        # thread forever.
+        self.timeout = self.server.edge.socket_timeout  # type: ignore[attr-defined]
+        super().setup()
 
     def _serve(self) -> None:
         edge: EdgeServer = self.server.edge  # type: ignore[attr-defined]
@@ -195,7 +287,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= edge.max_body:
             self.close_connection = True
             return self._send(413, [("content-type", "text/plain")], b"body too large\n")
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self.rfile.read(length) if length else b""
+        except OSError:  # the client stalled past the socket timeout
+            self.close_connection = True
+            return
+        if len(body) != length:  # the stream ended early: never hand half a body on
+            self.close_connection = True
+            return self._send(400, [("content-type", "text/plain")], b"incomplete body\n")
         try:
             status, headers, payload = edge.call(self.command, self.path, self.headers.items(), body)
         except (UsageError, RuntimeFailure) as exc:

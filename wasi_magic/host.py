@@ -201,94 +201,19 @@ class Interface:
         return f"<interface {self.name}:{lines}>"
 
 
-# --- running calls ----------------------------------------------------------------------------
+class Exports:
+    """Exported functions as attributes and interfaces as namespaces (``guest.text.shout``).
 
+    Shared by :class:`Guest` (in this process) and the sandbox's remote guest; a
+    subclass fills ``_functions`` (name -> callable) and ``_interfaces``
+    (short name -> :class:`Interface`) and sets ``name`` and ``fresh``.
+    """
 
-_engine_locks: "weakref.WeakKeyDictionary[Runtime, threading.Lock]" = weakref.WeakKeyDictionary()
-_engine_locks_guard = threading.Lock()
+    name: str
+    fresh: bool
+    _functions: dict[str, Any]
+    _interfaces: dict[str, "Interface"]
 
-
-def _engine_lock(runtime: Runtime) -> threading.Lock:
-    """The lock that serializes guest calls on ``runtime``'s engine."""
-    with _engine_locks_guard:
-        lock = _engine_locks.get(runtime)
-        if lock is None:
-            lock = _engine_locks[runtime] = threading.Lock()
-        return lock
-
-
-class _Streams:
-    """The guest's stdout and stderr; a new pair of sinks for every call."""
-
-    def __init__(self, stdout: Optional[TextCallback], stderr: Optional[TextCallback],
-                 limit: int) -> None:
-        self._forward = (stdout, stderr)
-        self._limit = limit
-        self.reset()
-
-    def reset(self) -> None:
-        self.out = OutputSink("stdout", self._forward[0], self._limit)
-        self.err = OutputSink("stderr", self._forward[1], self._limit)
-
-    def write_out(self, data: bytes) -> None:
-        self.out.write(data)
-
-    def write_err(self, data: bytes) -> None:
-        self.err.write(data)
-
-    def take(self) -> tuple[str, str]:
-        """This call's output, decoded; the sinks start over."""
-        out, err = self.out, self.err
-        self.reset()
-        out.close()
-        err.close()
-        return out.text(), err.text()
-
-
-class Guest:
-    """A loaded component whose exports are Python callables (see the module doc)."""
-
-    def __init__(self, component: Any, runtime: Runtime, *, name: str,
-                 caps: Optional[Capabilities] = None, fresh: bool = True,
-                 timeout: Optional[float] = DEFAULT_CALL_TIMEOUT,
-                 max_memory: Optional[int] = None, stdout: Optional[TextCallback] = None,
-                 stderr: Optional[TextCallback] = None, output_limit: int = DEFAULT_LIMIT,
-                 fuel: Optional[int] = None) -> None:
-        self.name = name
-        self.caps = caps if caps is not None else Capabilities()
-        self.fresh = fresh
-        #: The limits of every call: time, fuel, memory and output.
-        self.limits = Limits(timeout=timeout or None, fuel=fuel or None,
-                             max_memory=max_memory or None, max_output=output_limit)
-        self.timeout = self.limits.timeout
-        self.max_memory = self.limits.max_memory
-        #: Calls made, and what the last one wrote and took.
-        self.calls = 0
-        self.last_stdout = ""
-        self.last_stderr = ""
-        self.last_seconds = 0.0
-        self._component = component
-        self._runtime = runtime
-        self._engine, self._linker = runtime.engine_and_linker(fuel=bool(self.limits.fuel))
-        self._streams = _Streams(stdout, stderr, output_limit)
-        self._kept: Optional[tuple[Any, Any]] = None
-        self._stdin_dir: Optional[tempfile.TemporaryDirectory] = None
-        self._functions: dict[str, ExportedFunction] = {}
-        self._interfaces: dict[str, Interface] = {}
-        self._index(exported_functions(component, runtime.engine))
-
-    def _index(self, specs: list[FunctionSpec]) -> None:
-        grouped: dict[str, dict[str, ExportedFunction]] = {}
-        for spec in specs:
-            function = ExportedFunction(self, spec)
-            if spec.interface is None:
-                self._functions[spec.name] = function
-            else:
-                grouped.setdefault(spec.interface, {})[spec.name] = function
-        for interface, functions in grouped.items():
-            self._interfaces[_short(interface)] = Interface(interface, functions)
-
-    # Attribute access: exported functions, then interfaces.
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -341,6 +266,94 @@ class Guest:
         mode = "fresh instance per call" if self.fresh else "one kept instance"
         lines = "".join(f"\n  {line}" for line in self.signatures())
         return f"<Guest {self.name} ({mode}):{lines}>"
+
+
+# --- running calls ----------------------------------------------------------------------------
+
+
+_engine_locks: "weakref.WeakKeyDictionary[Runtime, threading.Lock]" = weakref.WeakKeyDictionary()
+_engine_locks_guard = threading.Lock()
+
+
+def _engine_lock(runtime: Runtime) -> threading.Lock:
+    """The lock that serializes guest calls on ``runtime``'s engine."""
+    with _engine_locks_guard:
+        lock = _engine_locks.get(runtime)
+        if lock is None:
+            lock = _engine_locks[runtime] = threading.Lock()
+        return lock
+
+
+class _Streams:
+    """The guest's stdout and stderr; a new pair of sinks for every call."""
+
+    def __init__(self, stdout: Optional[TextCallback], stderr: Optional[TextCallback],
+                 limit: int) -> None:
+        self._forward = (stdout, stderr)
+        self._limit = limit
+        self.reset()
+
+    def reset(self) -> None:
+        self.out = OutputSink("stdout", self._forward[0], self._limit)
+        self.err = OutputSink("stderr", self._forward[1], self._limit)
+
+    def write_out(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def write_err(self, data: bytes) -> None:
+        self.err.write(data)
+
+    def take(self) -> tuple[str, str]:
+        """This call's output, decoded; the sinks start over."""
+        out, err = self.out, self.err
+        self.reset()
+        out.close()
+        err.close()
+        return out.text(), err.text()
+
+
+class Guest(Exports):
+    """A loaded component whose exports are Python callables (see the module doc)."""
+
+    def __init__(self, component: Any, runtime: Runtime, *, name: str,
+                 caps: Optional[Capabilities] = None, fresh: bool = True,
+                 timeout: Optional[float] = DEFAULT_CALL_TIMEOUT,
+                 max_memory: Optional[int] = None, stdout: Optional[TextCallback] = None,
+                 stderr: Optional[TextCallback] = None, output_limit: int = DEFAULT_LIMIT,
+                 fuel: Optional[int] = None) -> None:
+        self.name = name
+        self.caps = caps if caps is not None else Capabilities()
+        self.fresh = fresh
+        #: The limits of every call: time, fuel, memory and output.
+        self.limits = Limits(timeout=timeout or None, fuel=fuel or None,
+                             max_memory=max_memory or None, max_output=output_limit)
+        self.timeout = self.limits.timeout
+        self.max_memory = self.limits.max_memory
+        #: Calls made, and what the last one wrote and took.
+        self.calls = 0
+        self.last_stdout = ""
+        self.last_stderr = ""
+        self.last_seconds = 0.0
+        self._component = component
+        self._runtime = runtime
+        self._engine, self._linker = runtime.engine_and_linker(fuel=bool(self.limits.fuel))
+        self._streams = _Streams(stdout, stderr, output_limit)
+        self._kept: Optional[tuple[Any, Any]] = None
+        self._stdin_dir: Optional[tempfile.TemporaryDirectory] = None
+        self._functions: dict[str, ExportedFunction] = {}
+        self._interfaces: dict[str, Interface] = {}
+        self._index(exported_functions(component, runtime.engine))
+
+    def _index(self, specs: list[FunctionSpec]) -> None:
+        grouped: dict[str, dict[str, ExportedFunction]] = {}
+        for spec in specs:
+            function = ExportedFunction(self, spec)
+            if spec.interface is None:
+                self._functions[spec.name] = function
+            else:
+                grouped.setdefault(spec.interface, {})[spec.name] = function
+        for interface, functions in grouped.items():
+            self._interfaces[_short(interface)] = Interface(interface, functions)
 
     # Lifecycle.
     def close(self) -> None:

@@ -9,8 +9,10 @@ decided by the capabilities of each run.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .binary import is_core_module, wasm_kind  # noqa: F401 - re-exported
 from .errors import RuntimeFailure
@@ -86,10 +88,7 @@ def describe_core_modules(path: str | os.PathLike[str]) -> str:
     """
     from .binary import core_modules
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    data = read_regular_file(file)
     if wasm_kind(data) != "component":
         raise RuntimeFailure(f"{str(file)!r} is a core module already: use inspect without --core.")
     modules = core_modules(data)
@@ -103,6 +102,32 @@ def describe_core_modules(path: str | os.PathLike[str]) -> str:
     return "\n".join(lines)
 
 
+#: The largest file ``inspect`` and ``run`` read (a Python component is ~25 MiB).
+MAX_WASM_BYTES = 1 << 30
+
+
+def read_regular_file(file: Path, limit: int = MAX_WASM_BYTES) -> bytes:
+    """The bytes of ``file`` if it is a regular file of at most ``limit`` bytes.
+
+    Opened without blocking (a FIFO would hang an ordinary open) and checked
+    with ``fstat``, so a device (``/dev/zero``), a FIFO or a folder is refused
+    in one line, and nothing is read without bound.
+    """
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RuntimeFailure(f"{str(file)!r} is not a regular file (a device, a FIFO or a "
+                                 f"folder): give the path of a .wasm or .wat file.")
+        if info.st_size > limit:
+            raise RuntimeFailure(f"{str(file)!r} is {info.st_size:,} bytes, more than the "
+                                 f"{limit:,} wasi-magic reads.")
+        return handle.read(limit + 1)[:limit]
+
+
 def read_wasm(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a ``.wasm`` file; a ``.wat`` file is assembled first, as ``wasmtime`` does.
 
@@ -110,10 +135,7 @@ def read_wasm(path: str | os.PathLike[str]) -> bytes:
     line and column.
     """
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    data = read_regular_file(file)
     if file.suffix.lower() in (".wat", ".wast") and not data.startswith(b"\0asm"):
         try:
             text = data.decode("utf-8")
@@ -123,8 +145,14 @@ def read_wasm(path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
-    """Describe a ``.wasm`` (or ``.wat``) file: kind, size, imports and exports."""
+def inspect_wasm(path: str | os.PathLike[str],
+                 interface: Callable[[Path], tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+                 ) -> WasmInfo:
+    """Describe a ``.wasm`` (or ``.wat``) file: kind, size, imports and exports.
+
+    ``interface(path)`` reads a component's imports and exports (the sandbox
+    worker's, from a kernel); by default Wasmtime in this process does.
+    """
     file = Path(path)
     data = read_wasm(file)
     try:
@@ -139,6 +167,8 @@ def inspect_wasm(path: str | os.PathLike[str]) -> WasmInfo:
             raise RuntimeFailure(f"{str(file)!r} is not a valid module: {str(exc).splitlines()[0]}") from None
         imports = tuple(f"{imp.module}.{imp.name}" for imp in module.imports)
         exports = tuple(exp.name for exp in module.exports)
+    elif interface is not None:
+        imports, exports = interface(file)
     else:
         from .runtime import default_runtime
         runtime = default_runtime()

@@ -6,20 +6,19 @@ is done by :mod:`.builder`, :mod:`.runtime` and :mod:`.cli`.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Unicode
 
 from . import cli
 from .builder import BuildProgress, build
-from .capabilities import Capabilities
+from .capabilities import Capabilities, write_host_file
 from .flags import CELL_ARGUMENTS
 from .errors import UsageError, WasiMagicError
 from .guest import check_syntax
@@ -116,6 +115,7 @@ class WasiMagics(Magics):
 
     @magic_arguments()
     @_cell_arguments
+    @no_var_expand
     @cell_magic("wasi")
     def wasi_cell(self, line: str, cell: str) -> None:
         """Build the cell into a WASI Preview 2 component and run it in a sandbox.
@@ -134,8 +134,7 @@ class WasiMagics(Magics):
             raise _shown(exc) from None
 
     def _run_cell(self, line: str, cell: str) -> None:
-        from IPython.utils.process import arg_split
-        flags, program_args = cli.split_program_args(arg_split(line, posix=True))
+        flags, program_args = cli.split_program_args(self._words(line))
         ns = self.wasi_cell.parser.parse_args(flags)
         if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):
             raise UsageError("--panel shows the output below the panel; it cannot be combined "
@@ -179,8 +178,7 @@ class WasiMagics(Magics):
         if how == "compiled":
             summary += f" · compiled in {compile_seconds:.1f} s ({prepared['strategy']})"
         if ns.output:
-            target = Path(ns.output).expanduser()
-            shutil.copyfile(artifact.path, target)
+            target = write_host_file(ns.output, artifact.path)
             summary += f" · saved to {target}"
         status.done(summary)
         if ns.panel:
@@ -235,11 +233,30 @@ class WasiMagics(Magics):
         target = ns.as_var or ns.world.replace("-", "_")
         summary = f"wasi: world {ns.world} {how} · {format_size(artifact.size)} → {target}"
         if ns.output:
-            out_path = Path(ns.output).expanduser()
-            shutil.copyfile(artifact.path, out_path)
+            out_path = write_host_file(ns.output, artifact.path)
             summary += f" · saved to {out_path}"
         status.done(summary)
         self.shell.user_ns[target] = guest
+
+    def _words(self, line: str) -> list[str]:
+        """The line's words, then ``{expr}`` and ``$name`` expanded in each word alone.
+
+        IPython would expand the whole line before splitting it, so a variable
+        holding ``x --dir /::/host`` (say, a guest's own output) would become
+        flags. Expanded word by word, a value stays one argument, whatever it holds.
+        """
+        from IPython.utils.process import arg_split
+        from IPython.utils.text import DollarFormatter
+        formatter = DollarFormatter()
+        words = []
+        for word in arg_split(line, posix=True):
+            if "{" in word or "$" in word:
+                try:
+                    word = formatter.vformat(word, args=[], kwargs=self.shell.user_ns)
+                except Exception:  # noqa: BLE001 - as IPython does: left as written
+                    pass
+            words.append(word)
+        return words
 
     @cell_magic("wit")
     def wit_cell(self, line: str, cell: str) -> None:
@@ -262,8 +279,7 @@ class WasiMagics(Magics):
         wasm = assemble(cell, name="cell.wat")
         summary = f"wasi: assembled {format_size(len(wasm))} (core module, WASI Preview 1)"
         if ns.output:
-            target = Path(ns.output).expanduser()
-            target.write_bytes(wasm)
+            target = write_host_file(ns.output, wasm)
             summary += f" · saved to {target}"
         status.done(summary)
         stdout, stderr = sys.stdout, sys.stderr
@@ -300,6 +316,7 @@ class WasiMagics(Magics):
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
 
+    @no_var_expand
     @line_magic("wasi")
     def wasi_line(self, line: str) -> int | None:
         """Commands spelled like the wasmtime CLI.
@@ -313,15 +330,15 @@ class WasiMagics(Magics):
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
             %wasi warm [NOTEBOOK.ipynb ...]
         """
-        from IPython.utils.process import arg_split
-        words = arg_split(line, posix=True)
+        words = self._words(line)
         if words[:1] == ["config"]:
             return self._config(words[1:])
         status = Status()
         try:
             code = cli.execute(words, out=_Forward(sys.stdout), err=_Forward(sys.stderr),
                                prog="%wasi", progress=status.progress,
-                               runner=default_sandbox().run)
+                               runner=default_sandbox().run,
+                               interface=default_sandbox().interface)
         except WasiMagicError as exc:
             raise _shown(exc) from None
         except KeyboardInterrupt as exc:

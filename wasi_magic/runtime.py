@@ -14,6 +14,7 @@ import gc
 import importlib.metadata
 import os
 import platform
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ class Runtime:
                                          {"source": str(path)})
                 except wasmtime.WasmtimeError:
                     pass
+            _prime(flavor, component, fuel)
             flavor.components[digest] = component
             return component, time.perf_counter() - started, how
 
@@ -230,6 +232,33 @@ class Runtime:
         return result
 
 
+def _prime(flavor: _Flavor, component: Any, fuel: bool) -> None:
+    """Instantiate ``component`` once in a throwaway store, so that Wasmtime sets up its
+    copy-on-write memory image now, and retry if that setup fails for a moment.
+
+    Measured in CI under load: the memfd behind the image once refused its seals
+    (``cannot add seals to the memfd``); a second try later succeeds, and every
+    instance after that shares the image. Any other failure is left for the run
+    itself to report.
+    """
+    def discard(data: bytes) -> None:
+        return None
+
+    limits = Limits(timeout=None, fuel=(1 << 62) if fuel else None)
+    for attempt in range(3):
+        store = new_store(flavor.engine, Capabilities(), limits, "prime", discard, discard)
+        Deadline(flavor.engine, None).attach(store)
+        try:
+            flavor.linker.instantiate(store, component)
+            return
+        except wasmtime.WasmtimeError as exc:
+            if "memfd" not in str(exc):
+                return
+            time.sleep(0.1 * (attempt + 1))
+        finally:
+            del store
+
+
 #: sha256 of component files run by path, keyed by what ``stat`` says of the file.
 _DIGESTS: dict[tuple[int, ...], str] = {}
 _DIGESTS_MAX = 256
@@ -243,6 +272,9 @@ def _file_digest(path: Path) -> str:
     device, inode, size, modification and change time (as make and git do).
     """
     st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise RuntimeFailure(f"{str(path)!r} is not a regular file (a device, a FIFO or a "
+                             f"folder): give the path of a .wasm file.")
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     digest = _DIGESTS.get(key)
     if digest is None:

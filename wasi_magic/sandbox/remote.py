@@ -24,7 +24,7 @@ from ..cache import cache_dir
 from ..capabilities import Capabilities
 from ..errors import GuestTrap, RuntimeFailure
 from ..output import DEFAULT_LIMIT, TextCallback
-from ..values import snake
+from ..host import Exports, Interface
 from .supervisor import Sandbox, Stopped, _target, default_sandbox
 
 #: Default wall-clock limit of one call, in seconds.
@@ -51,28 +51,7 @@ class RemoteFunction:
         return f"<guest function {self.qualname}: {self.signature}>"
 
 
-class RemoteInterface:
-    """The functions of one exported interface, as attributes."""
-
-    def __init__(self, name: str, functions: dict[str, RemoteFunction]) -> None:
-        self.name = name
-        self._functions = functions
-
-    def __getattr__(self, name: str) -> RemoteFunction:
-        try:
-            return self.__dict__["_functions"][snake(name)]
-        except KeyError:
-            raise AttributeError(f"interface {self.name} exports no function {name!r}") from None
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._functions))
-
-    def __repr__(self) -> str:
-        lines = "".join(f"\n  {f.signature}" for f in self._functions.values())
-        return f"<interface {self.name}:{lines}>"
-
-
-class RemoteGuest:
+class RemoteGuest(Exports):
     """A component loaded in the sandbox worker; its exports are Python callables."""
 
     def __init__(self, sandbox: Sandbox, artifact: Any, caps: Capabilities, options: dict,
@@ -94,7 +73,7 @@ class RemoteGuest:
         self._gid: int | None = None
         self._worker_pid: int | None = None
         self._functions: dict[str, RemoteFunction] = {}
-        self._interfaces: dict[str, RemoteInterface] = {}
+        self._interfaces: dict[str, Interface] = {}
         self.name = "component"
         self._load()
 
@@ -117,59 +96,8 @@ class RemoteGuest:
                     grouped.setdefault(head, {})[tail] = function
                 else:
                     self._functions[qualname] = function
-            self._interfaces = {name: RemoteInterface(name, functions)
+            self._interfaces = {name: Interface(name, functions)
                                 for name, functions in grouped.items()}
-
-    # --- attribute access: exported functions, then interfaces --------------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        found = self._lookup(name)
-        if found is None:
-            raise AttributeError(f"{self.name} exports no function or interface {name!r}; "
-                                 f"it exports: {', '.join(self._names()) or 'nothing'}")
-        return found
-
-    def __getitem__(self, name: str) -> Any:
-        found = self._lookup(name)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def _lookup(self, name: str) -> Any:
-        functions = self.__dict__.get("_functions", {})
-        interfaces = self.__dict__.get("_interfaces", {})
-        head, dot, rest = name.partition(".")
-        if dot:
-            interface = interfaces.get(snake(head))
-            return None if interface is None else interface._functions.get(snake(rest))
-        key = snake(name)
-        return functions.get(key) or interfaces.get(key)
-
-    def _names(self) -> list[str]:
-        return sorted(self._functions) + sorted(self._interfaces)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._names()))
-
-    @property
-    def functions(self) -> dict[str, RemoteFunction]:
-        """Every exported function by qualified name (``transform``, ``text.shout``)."""
-        found = dict(self._functions)
-        for short, interface in self._interfaces.items():
-            found.update({f"{short}.{n}": f for n, f in interface._functions.items()})
-        return found
-
-    def signatures(self) -> list[str]:
-        """The exports in WIT-like spelling, one line each."""
-        return [f"{name}  ({f.signature})" if "." in name else f.signature
-                for name, f in self.functions.items()]
-
-    def __repr__(self) -> str:
-        mode = "fresh instance per call" if self.fresh else "one kept instance"
-        lines = "".join(f"\n  {line}" for line in self.signatures())
-        return f"<Guest {self.name} ({mode}):{lines}>"
 
     # --- calls ----------------------------------------------------------------------------------
 

@@ -285,13 +285,18 @@ class Sandbox:
                                  f"run the cell again")
         return reply
 
-    def imports(self, artifact: Any) -> tuple[str, ...]:
-        """What a component imports, as the worker's Wasmtime reads it."""
+    def interface(self, artifact: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What a component imports and exports, as the worker's Wasmtime reads them."""
         target, _ = _target(artifact)
-        reply = self.request(("imports", target, str(cache_dir())))
+        reply = self.request(("interface", target, str(cache_dir())))
         if isinstance(reply, Stopped):
             raise RuntimeFailure(f"the sandbox worker died ({reply.death}); try again")
-        return tuple(reply)
+        imports, exports = reply
+        return tuple(imports), tuple(exports)
+
+    def imports(self, artifact: Any) -> tuple[str, ...]:
+        """What a component imports, as the worker's Wasmtime reads it."""
+        return self.interface(artifact)[0]
 
     def forget(self) -> None:
         """Drop the compiled components the workers hold in memory."""

@@ -120,13 +120,14 @@ class Worker:
         _, seconds, how = runtime.component(target, fuel=fuel)
         return {"seconds": seconds, "how": how, "strategy": runtime.strategy}
 
-    def _do_imports(self, rid: int, target: Any, cache: str | None) -> tuple[str, ...]:
-        """What a component imports (``wasi:filesystem/preopens@0.2.9`` …)."""
+    def _do_interface(self, rid: int, target: Any, cache: str | None) -> tuple:
+        """What a component imports (``wasi:filesystem/preopens@0.2.9`` …) and exports."""
         from ..runtime import default_runtime
         self._use_cache(cache)
         runtime = default_runtime()
         component = runtime.component(target)[0]
-        return tuple(component.type.imports(runtime.engine))
+        return (tuple(component.type.imports(runtime.engine)),
+                tuple(component.type.exports(runtime.engine)))
 
     def _do_load(self, rid: int, target: Any, options: dict, cache: str | None) -> dict:
         """Load a typed-world component; its exported functions, described."""

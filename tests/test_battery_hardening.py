@@ -1,0 +1,150 @@
+"""The battery, second part: attacks on the host's side of a grant, through a real kernel.
+
+A guest cannot leave its grants, so a hostile student attacks what the *host*
+does next: plants a symbolic link in a read-write grant for a later grant,
+``--stdin`` or ``-o`` to follow; nests grants of different modes; grants the
+folders the host runs code from; smuggles flags through ``{var}`` expansion;
+gives limits the host cannot represent. Each case checks the refusal (one line,
+no traceback from inside wasi_magic), that the host is unchanged (checksums of
+the canary tree) and that the kernel still runs cells.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kernels import errors, execute, kernel_in, streams
+from test_battery import digest_tree, make_tree
+
+
+@pytest.fixture(scope="module")
+def kernel(shared_cache: Path, quick_ready, tmp_path_factory):
+    with kernel_in(tmp_path_factory.mktemp("hardening-kernel"), shared_cache) as (_, client):
+        yield client
+
+
+def refused(client, cell: str, *words: str) -> str:
+    """Run ``cell``; it must be refused with one line holding ``words``; return that line."""
+    messages = execute(client, cell)
+    err = streams(messages, "stderr")
+    shown = errors(messages)
+    text = err + "".join(e["evalue"] for e in shown)
+    assert "Traceback" not in err and not any(
+        "wasi_magic" in line for e in shown for line in e["traceback"]), messages
+    for word in words:
+        assert word in text, f"expected {word!r} in {text!r}"
+    assert not streams(messages, "stdout"), messages  # nothing ran
+    return text
+
+
+def alive(client) -> None:
+    assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
+    after = execute(client, "%%wasi -q --quick\nprint('the next cell runs')\n")
+    assert streams(after, "stdout") == "the next cell runs\n", after
+
+
+def plant(client, tmp_path: Path, target: str, link: str) -> None:
+    """A guest with a read-write grant makes ``rw/<link>`` a symbolic link to ``target``."""
+    messages = execute(client, f"%%wasi -q --quick --dir {tmp_path / 'rw'}::/w\n"
+                               f"import os\nos.symlink({target!r}, '/w/{link}')\nprint('planted')\n")
+    assert streams(messages, "stdout") == "planted\n", messages
+    assert os.path.islink(tmp_path / "rw" / link)
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    make_tree(tmp_path)
+    return tmp_path
+
+
+def test_a_planted_link_to_the_root_is_never_granted(kernel, tree: Path) -> None:
+    before = digest_tree(tree)
+    plant(kernel, tree, "../" * 40, "data")
+    line = refused(kernel, f"%%wasi -q --quick --dir {tree / 'rw' / 'data'}::/data\n"
+                           f"open('/data/etc/passwd').read()\n",
+                   "is a symbolic link to '/'", "does not follow links")
+    assert "--dir /" in line  # how to grant the target on purpose
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
+def test_a_planted_link_is_not_fed_to_stdin(kernel, tree: Path) -> None:
+    before = digest_tree(tree)
+    plant(kernel, tree, "../secret.txt", "input.txt")  # WASI lets a guest write relative links
+    refused(kernel, f"%%wasi -q --quick --stdin {tree / 'rw' / 'input.txt'}\n"
+                    f"import sys\nprint(sys.stdin.read())\n",
+            "--stdin", "is a symbolic link to", "secret.txt")
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
+def test_a_planted_link_does_not_redirect_an_output_file(kernel, tree: Path) -> None:
+    before = digest_tree(tree)
+    plant(kernel, tree, "../secret.txt", "cell.wasm")
+    refused(kernel, f"%%wasi -q --p1 -o {tree / 'rw' / 'cell.wasm'}\n(module)\n",
+            "-o", "is a symbolic link to", "secret.txt")
+    assert digest_tree(tree) == before  # the canary was not overwritten through the link
+    alive(kernel)
+
+
+@pytest.mark.parametrize("write", ["/x//b/f.txt", "/x/./b/f.txt", "/x/b/f.txt"])
+def test_nested_grants_of_different_modes_are_refused(kernel, tree: Path, write: str) -> None:
+    (tree / "rw" / "b").mkdir()
+    before = digest_tree(tree, skip="")
+    refused(kernel, f"%%wasi -q --quick --dir {tree / 'rw'}::/x --dir {tree / 'rw' / 'b'}::/x/b::ro\n"
+                    f"open({write!r}, 'w').write('pwned')\n",
+            "lies inside", "read-only", "separate guest paths")
+    assert digest_tree(tree, skip="") == before
+    alive(kernel)
+
+
+@pytest.mark.parametrize("second", ["/g/", "/g/.", "//g"])
+def test_one_guest_path_spelled_twice_is_refused(kernel, tree: Path, second: str) -> None:
+    refused(kernel, f"%%wasi -q --quick --dir {tree / 'data'}::/g::ro "
+                    f"--dir {tree / 'rw'}::{second}\nprint('ran')\n", "is granted twice")
+    alive(kernel)
+
+
+def test_a_guest_path_with_dotdot_is_refused(kernel, tree: Path) -> None:
+    refused(kernel, f"%%wasi -q --quick --dir {tree / 'rw'}::/a/../b\nprint('ran')\n",
+            "contains '..'")
+
+
+@pytest.mark.parametrize("which", ["cache", "cache-parent", "inside-cache", "package", "root",
+                                   "environment"])
+def test_folders_the_host_runs_code_from_are_never_granted(kernel, shared_cache: Path,
+                                                           which: str) -> None:
+    import sys
+    import wasi_magic
+    folder = {"cache": shared_cache, "cache-parent": shared_cache.parent,
+              "inside-cache": shared_cache / "builds", "package": Path(wasi_magic.__file__).parent,
+              "root": Path("/"), "environment": Path(sys.prefix)}[which]
+    (shared_cache / "builds").mkdir(parents=True, exist_ok=True)
+    refused(kernel, f"%%wasi -q --quick --dir {folder}::/c\nprint('ran')\n",
+            "could change what the host runs", "Grant a subfolder")
+    alive(kernel)
+
+
+def test_a_guest_cannot_write_flags_through_expansion(kernel, tree: Path) -> None:
+    # The guest's output lands in a variable; a later line uses the variable.
+    execute(kernel, "%%wasi -q --quick --out R\nprint('42 --dir /::/host', end='')\n")
+    messages = execute(kernel, "%%wasi -q --quick --env PREV={R} -- $R\nimport os, sys\n"
+                               "print(repr(os.environ['PREV']), sys.argv[1:], "
+                               "os.path.exists('/host'))\n")
+    assert streams(messages, "stdout") == "'42 --dir /::/host' ['42 --dir /::/host'] False\n", \
+        messages
+    alive(kernel)
+
+
+@pytest.mark.parametrize("flags,words", [
+    ("--fuel inf", "--fuel 'inf'"), ("--fuel 1e400", "--fuel '1e400'"),
+    ("-W fuel=inf", "--fuel 'inf'"), ("--fuel 18446744073709551616", "must be between 1"),
+    ("--max-memory 0", "--max-memory '0'"), ("--max-output 0", "--max-output '0'"),
+    ("--timeout nan", "--timeout 'nan'"), ("--max-memory 1e30", "--max-memory '1e30'"),
+])
+def test_limits_the_host_cannot_represent_are_refused(kernel, flags: str, words: str) -> None:
+    refused(kernel, f"%%wasi -q --quick {flags}\nprint('ran')\n", "UsageError", words)
+    alive(kernel)
