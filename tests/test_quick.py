@@ -128,3 +128,19 @@ def test_bad_session_settings_are_usage_errors(capsys) -> None:
                            ("--colour red", "usage: %wasi config")):
         result = shell.run_cell(f"%wasi config {words}")
         assert message in str(result.error_in_exec), words
+
+
+def test_the_one_cell_pipeline_serves_both_modes(quick_ready, probe) -> None:
+    """wasi_magic.session: the magic and run_quick are adapters over these calls."""
+    from wasi_magic.limits import Limits
+    from wasi_magic.session import prepare_cell, run_cell, run_prepared
+    caps = Capabilities.parse(args=["x"])
+    quick = run_cell("import sys\nprint('quick', sys.argv[1:])\n", caps, quick=True)
+    assert quick.stdout == "quick ['x']\n" and quick.steps["build"] == "quick"
+    assert quick.capabilities == caps  # what the user granted, not the source carrier
+    prepared = prepare_cell("import sys\nprint('built', sys.argv[1:])\n", Limits(timeout=5))
+    assert prepared.summary().startswith("wasi: ") and prepared.build_step in ("built", "cached")
+    again = [run_prepared(prepared, caps).stdout for _ in range(2)]
+    assert again == ["built ['x']\n"] * 2
+    with pytest.raises(BuildError):
+        run_cell("print(", quick=True)

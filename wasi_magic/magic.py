@@ -1,13 +1,13 @@
 """The IPython adapter: ``%%wasi`` (run a cell in a WASI sandbox) and ``%wasi`` (commands).
 
 A thin layer: it parses flags, shows progress, and streams output; the work
-is done by :mod:`.builder`, :mod:`.runtime` and :mod:`.cli`.
+is done by :mod:`.session` (the one "run a cell" pipeline), :mod:`.cli` and
+the sandbox worker.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ from traitlets import Enum, Float, Unicode
 
 from . import cli
 from .builder import BuildProgress, build
+from .session import prepare_cell, run_prepared
 from .capabilities import Capabilities, write_host_file
 from .flags import CELL_ARGUMENTS
 from .errors import UsageError, WasiMagicError
-from .guest import check_syntax
-from .quick import quick_sandbox, with_source
 from .output import format_size
 from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
 from .result import RunResult
@@ -125,7 +124,7 @@ class WasiMagics(Magics):
             %%wasi [--dir HOST::GUEST[::ro]] [--env NAME[=VALUE]] [options] [-- ARGS...]
 
         The cell is compiled by componentize-py into a ``wasi:cli`` command and
-        run in-process by Wasmtime. The guest can touch only what the flags
+        run by Wasmtime in the sandbox worker (never in the kernel). The guest can touch only what the flags
         grant: nothing by default. Program arguments follow ``--``.
         """
         try:
@@ -147,58 +146,36 @@ class WasiMagics(Magics):
             return self._run_p1(cell, caps, limits, ns, status)
         if ns.world or ns.wit:
             return self._build_world(cell, caps, limits, ns, status)
-        started = time.perf_counter()
         quick = self.mode == "quick" if ns.quick is None else ns.quick
-        run_caps = caps
-        try:
-            if quick:
-                if ns.path:
-                    raise UsageError("--path needs build mode: the quick-mode sandbox cannot "
-                                     "import your own modules. Drop --quick.")
-                check_syntax(cell)
-                artifact = quick_sandbox(progress=status.progress)
-                run_caps = with_source(caps, cell)
-            else:
-                artifact = build(cell, paths=ns.path, progress=status.progress)
-            build_seconds = time.perf_counter() - started
-            sandbox = default_sandbox()
+
+        def built(artifact: Any) -> None:
             if not artifact.cached:
                 status.show(f"wasi: built in {artifact.build_seconds:.1f} s · compiling "
                             f"{format_size(artifact.size)}…")
             elif not ns.quiet:
                 status.show(f"wasi: cached · loading {format_size(artifact.size)}…")
-            prepared = sandbox.prepare(artifact, fuel=bool(limits.fuel))
-            compile_seconds, how = prepared["seconds"], prepared["how"]
+
+        try:
+            prepared = prepare_cell(cell, limits, quick=quick, paths=ns.path,
+                                    progress=status.progress, on_built=built)
         except KeyboardInterrupt:
             raise _stopped(BUILD_INTERRUPTED) from None
-        summary = (f"built in {artifact.build_seconds:.1f} s" if not artifact.cached else "cached")
-        if quick:
-            summary = "quick mode" + ("" if artifact.cached else f" (sandbox {summary})")
-        summary = f"wasi: {summary} · {format_size(artifact.size)}"
-        if how == "compiled":
-            summary += f" · compiled in {compile_seconds:.1f} s ({prepared['strategy']})"
+        summary = prepared.summary()
         if ns.output:
-            target = write_host_file(ns.output, artifact.path)
+            target = write_host_file(ns.output, prepared.artifact.path)
             summary += f" · saved to {target}"
         status.done(summary)
         if ns.panel:
             from .widgets import show_panel
-            show_panel(artifact, caps, sandbox=sandbox, limits=limits,
-                       prepare=(lambda c: with_source(c, cell)) if quick else None)
+            show_panel(prepared.artifact, caps, limits=limits,
+                       prepare=prepared.guest_capabilities if quick else None)
             return
-
         stdout, stderr = sys.stdout, sys.stderr
         try:
-            result = sandbox.run(artifact, run_caps, limits=limits,
-                                 stdout=None if ns.out else _writer(stdout),
-                                 stderr=None if ns.err else _writer(stderr))
+            result = run_prepared(prepared, caps, stdout=None if ns.out else _writer(stdout),
+                                  stderr=None if ns.err else _writer(stderr))
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
-        result.build_seconds = build_seconds
-        result.compile_seconds += compile_seconds
-        result.capabilities = caps  # as the user granted them (without quick mode's carrier)
-        result.steps["component"] = how  # how it was obtained before the run
-        result.steps["build"] = "quick" if quick else "cached" if artifact.cached else "built"
         self._finish(result, ns)
 
     def _build_world(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,

@@ -17,7 +17,6 @@ from .artifact import Artifact
 from .builder import ProgressCallback, build
 from .capabilities import Capabilities
 from .errors import UsageError
-from .guest import check_syntax
 from .limits import Limits
 from .result import RunResult
 
@@ -39,18 +38,23 @@ def with_source(capabilities: Capabilities, source: str) -> Capabilities:
 
 
 def run_quick(source: str, capabilities: Capabilities | None = None, *,
-              progress: ProgressCallback | None = None, **options: Any) -> RunResult:
+              progress: ProgressCallback | None = None, limits: Limits | None = None,
+              **options: Any) -> RunResult:
     """Run ``source`` in the quick-mode sandbox with ``capabilities``.
 
-    Options are those of :func:`wasi_magic.run` (stdout, stderr, limits,
-    timeout…). A syntax error is reported before anything runs, with the
-    cell line, as in build mode.
+    ``limits`` (or ``timeout``, ``fuel``, ``max_memory``, ``output_limit``) bound the
+    run; ``stdout``/``stderr`` receive its output as it is written. A syntax error is
+    reported before anything runs, with the cell line, as in build mode.
     """
-    from . import run
-    check_syntax(source)
-    caps = capabilities if capabilities is not None else Capabilities()
-    artifact = quick_sandbox(progress)
-    result = run(artifact, with_source(caps, source), **options)
-    result.capabilities = caps
-    result.steps["build"] = "quick"
-    return result
+    from .limits import DEFAULT_TIMEOUT
+    from .output import DEFAULT_LIMIT
+    from .session import run_cell
+    stdout, stderr = options.pop("stdout", None), options.pop("stderr", None)
+    if limits is None:
+        limits = Limits(timeout=options.pop("timeout", DEFAULT_TIMEOUT) or None,
+                        fuel=options.pop("fuel", None), max_memory=options.pop("max_memory", None),
+                        max_output=options.pop("output_limit", DEFAULT_LIMIT))
+    if options:
+        raise TypeError(f"run_quick() got unexpected options: {', '.join(sorted(options))}")
+    return run_cell(source, capabilities, limits, quick=True, stdout=stdout, stderr=stderr,
+                    progress=progress)
