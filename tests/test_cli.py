@@ -171,3 +171,47 @@ def test_inspect_any_file_gives_one_line(probe, sandbox: Path) -> None:
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.startswith("error: ") and words in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 3, done.stderr
+
+
+# A Preview 1 guest that prints "running" and then sleeps 100 s in one poll_oneoff call:
+# a host call, where Wasmtime's epoch cannot stop it.
+SLEEPER = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 200) "running\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 200)) (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    ;; one clock subscription at 64: tag 0 (clock) at 72, timeout (ns) at 88
+    (i64.store (i32.const 88) (i64.const 100000000000))
+    (drop (call $poll (i32.const 64) (i32.const 128) (i32.const 1) (i32.const 12)))))"""
+
+
+def test_a_guest_blocked_in_a_host_call_is_ended_at_its_deadline(sandbox: Path) -> None:
+    (sandbox / "sleeper.wat").write_text(SLEEPER)
+    done = subprocess.run([sys.executable, "-m", "wasi_magic", "run", "--timeout", "1",
+                           "sleeper.wat"], cwd=sandbox, capture_output=True, text=True,
+                          timeout=60)  # the guest alone would sleep 100 s
+    assert done.stdout == "running\n"
+    assert done.returncode == 134, done
+    assert done.stderr.startswith("stopped by the time limit: ran 1."), done.stderr
+    assert "blocked in a host call, so wasi-magic ended it" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_ends_a_guest_blocked_in_a_host_call(sandbox: Path) -> None:
+    import signal
+    (sandbox / "sleeper.wat").write_text(SLEEPER)
+    proc = subprocess.Popen([sys.executable, "-m", "wasi_magic", "run", "--timeout", "0",
+                             "sleeper.wat"], cwd=sandbox, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "running\n"  # the guest is in its sleep now
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert err.startswith("guest interrupted after "), err
+    assert "blocked in a host call, so wasi-magic ended it" in err

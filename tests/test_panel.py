@@ -140,7 +140,7 @@ def test_limits_are_wired_to_the_run(panel: CapabilityPanel) -> None:
 
 def test_network_is_shown_honestly(panel: CapabilityPanel) -> None:
     assert panel.network.disabled and not panel.network.value
-    assert "inherit_network" in NETWORK_NOTE and "inherit_network" in panel.network_note.value
+    assert "Wasmtime 48" in NETWORK_NOTE and "Wasmtime 48" in panel.network_note.value
     assert "sockets" in panel.summary()
 
 
@@ -234,3 +234,35 @@ def test_output_stream_publishes_while_running() -> None:
     stream.close()
     assert output.outputs == ({"output_type": "stream", "name": "stdout", "text": "ab"},
                               {"output_type": "stream", "name": "stderr", "text": "c"})
+
+
+def test_the_panel_keeps_grants_as_objects(panel: CapabilityPanel, sandbox: Path) -> None:
+    from wasi_magic import DirGrant
+    row = panel.dir_rows[0]
+    assert row.grant == DirGrant(sandbox / "data", "/data", read_only=False)
+    row.mode.value = "ro"
+    assert row.grant.read_only and panel.capabilities().dirs == (row.grant,)
+    assert panel.capabilities().env == (("GREETING", "hi"),)
+    # A host folder with '::' in its name is one folder, not a spec to re-parse.
+    odd = sandbox / "a::b"
+    odd.mkdir()
+    panel.add_dir(str(odd), "/odd", read_only=True)
+    assert panel.capabilities().dirs[-1] == DirGrant(odd, "/odd", read_only=True)
+    assert panel.message_text == ""
+
+
+def test_a_link_planted_by_the_guest_is_refused_on_the_next_run(quick_ready, tmp_path: Path) -> None:
+    """A guest run from the panel replaces a granted subfolder by a link to '/': the next
+    run (any tick) checks every grant again and refuses, naming the link."""
+    from wasi_magic.quick import with_source
+    (tmp_path / "rw" / "sub").mkdir(parents=True)
+    plant = ("import os\nif not os.path.islink('/w/sub'):\n    os.rmdir('/w/sub')\n"
+             "    os.symlink('../' * 40, '/w/sub')\nprint(sorted(os.listdir('/s')))\n")
+    caps = Capabilities.parse(dirs=["rw::/w", "rw/sub::/s"], cwd=tmp_path)
+    panel = CapabilityPanel(quick_ready, caps, cwd=tmp_path,
+                            prepare=lambda c: with_source(c, plant))
+    assert panel.run() is not None and os.path.islink(tmp_path / "rw" / "sub")
+    panel.dir_rows[0].enabled.value = False  # the next run: /s alone
+    assert panel.last_result is not None and panel.runs == 1  # refused, not run
+    assert "is a symbolic link to '/'" in panel.message_text, panel.message_text
+    assert output_text(panel.output) == ""

@@ -286,6 +286,25 @@ def test_panel_in_jupyterlab(browser, lab, tmp_path: Path) -> None:
     page.screenshot(path=str(shots / "4-page.png"))
 
 
+def test_a_change_and_its_output_fit_on_a_small_laptop_screen(browser, lab, tmp_path: Path) -> None:
+    """At 1366x768 the whole panel, from its first checkbox to the end of the output it
+    re-runs into, is on screen at once (the imports table is folded)."""
+    page = open_and_run(browser, lab("panel.ipynb"))
+    page.set_viewport_size({"width": 1366, "height": 768})
+    wait_for_output(page, FILE_TEXT)
+    page.evaluate("document.querySelector('.wasi-panel').scrollIntoView({block: 'start'})")
+    page.click(".wasi-dir-toggle input[type=checkbox]")
+    wait_for_output(page, REFUSED, FILE_TEXT)
+    toggle = page.locator(".wasi-dir-toggle").bounding_box()
+    output = page.locator(".wasi-output").bounding_box()
+    page.screenshot(path=str(tmp_path / "1366x768.png"))
+    assert toggle is not None and output is not None
+    assert toggle["y"] >= 0 and output["y"] + output["height"] <= 768, (toggle, output)
+    assert not page.locator(".wasi-imports table").first.is_visible()  # folded
+    page.click(".wasi-imports summary")
+    assert page.locator(".wasi-imports table").first.is_visible()
+
+
 def test_output_streams_while_the_guest_runs(browser, lab) -> None:
     gate = lab.root / "gate" / "open"
     page = open_and_run(browser, lab("stream.ipynb"))

@@ -143,8 +143,6 @@ class DirGrant:
             raise CapabilityError(
                 f"--dir {spec!r}: expected HOST, HOST::GUEST or HOST::GUEST::ro "
                 f"(for example --dir data::/data::ro).")
-        host_text = parts[0]
-        guest = parts[1] if len(parts) > 1 else host_text
         read_only = False
         if len(parts) == 3:
             mode = parts[2].lower()
@@ -153,11 +151,32 @@ class DirGrant:
                     f"--dir {spec!r}: the third part must be 'ro' (read-only) or "
                     f"'rw' (read-write), not {parts[2]!r}.")
             read_only = mode == "ro"
-        for label, value in (("HOST", host_text), ("GUEST", guest)):
+        return cls.make(parts[0], parts[1] if len(parts) > 1 else parts[0], read_only, cwd,
+                        spec=spec)
+
+    @classmethod
+    def make(cls, host: str, guest: str, read_only: bool, cwd: Path, *,
+             spec: str | None = None) -> "DirGrant":
+        """A grant of the host folder ``host`` (relative to ``cwd``) as ``guest``, checked
+        as the OS sees it now (see :meth:`verified`). ``spec`` names it in messages."""
+        spec = spec if spec is not None else f"{host}::{guest}" + ("::ro" if read_only else "")
+        for label, value in (("HOST", host), ("GUEST", guest)):
             if "\0" in value:
                 raise CapabilityError(f"--dir {spec!r}: {label} contains a NUL character.")
+        if not host or not guest:
+            raise CapabilityError(f"--dir {spec!r}: give both a host folder and a guest path.")
         guest = normalize_guest_path(guest, spec)
-        host = host_path(host_text, cwd, "--dir")
+        return cls._checked(host_path(host, cwd, "--dir"), guest, read_only, spec, cwd)
+
+    def verified(self) -> "DirGrant":
+        """This grant, checked again as the OS sees it now: a guest with a read-write grant
+        may have replaced the folder by a symbolic link since it was granted."""
+        return self._checked(host_path(str(self.host), Path("/"), "--dir"), self.guest,
+                             self.read_only, self.spec, self.host.parent)
+
+    @classmethod
+    def _checked(cls, host: Path, guest: str, read_only: bool, spec: str,
+                 cwd: Path) -> "DirGrant":
         if not host.exists():
             raise CapabilityError(
                 f"--dir {spec!r}: the host directory {str(host)!r} does not exist "
@@ -201,21 +220,42 @@ class Capabilities:
         base = Path(cwd) if cwd is not None else Path.cwd()
         host_env = os.environ if host_env is None else host_env
         grants = tuple(DirGrant.parse(spec, base) for spec in dirs)
-        _check_overlaps(grants)
         pairs = tuple(_parse_env(item, host_env) for item in env)
+        if stdin_file is not None and stdin_text is not None:
+            raise UsageError("Give either --stdin FILE or --stdin-text TEXT, not both.")
+        stdin_path = (host_path(os.fspath(stdin_file), base, "--stdin")
+                      if stdin_file is not None else None)
+        data = stdin_text.encode() if stdin_text is not None else None
+        return cls._make(grants, pairs, args, data, stdin_path,
+                         os.fspath(stdin_file) if stdin_file is not None else None)
+
+    @classmethod
+    def of(cls, dirs: Iterable[DirGrant] = (), env: Iterable[tuple[str, str]] = (),
+           args: Sequence[str] = (), stdin: bytes | None = None,
+           stdin_file: Path | None = None) -> "Capabilities":
+        """Capabilities from values already parsed (the panel keeps these), checked as
+        :meth:`parse` checks flags: each folder and the stdin file again as the OS sees
+        them now, each variable name, the grants' overlaps."""
+        if stdin is not None and stdin_file is not None:
+            raise UsageError("Give either a stdin file or stdin text, not both.")
+        grants = tuple(grant.verified() for grant in dirs)
+        pairs = tuple(check_variable(name, value) for name, value in env)
+        stdin_path = (host_path(str(stdin_file), Path("/"), "--stdin")
+                      if stdin_file is not None else None)
+        return cls._make(grants, pairs, args, stdin, stdin_path,
+                         str(stdin_file) if stdin_file is not None else None)
+
+    @classmethod
+    def _make(cls, grants: tuple[DirGrant, ...], pairs: tuple[tuple[str, str], ...],
+              args: Sequence[str], stdin: bytes | None, stdin_path: Path | None,
+              stdin_text: str | None) -> "Capabilities":
+        _check_overlaps(grants)
         for arg in args:
             if "\0" in arg:
                 raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
-        if stdin_file is not None and stdin_text is not None:
-            raise UsageError("Give either --stdin FILE or --stdin-text TEXT, not both.")
-        stdin_path: Path | None = None
-        if stdin_file is not None:
-            stdin_path = host_path(os.fspath(stdin_file), base, "--stdin")
-            if not stdin_path.is_file():
-                raise CapabilityError(
-                    f"--stdin {os.fspath(stdin_file)!r}: no such file ({str(stdin_path)!r}).")
-        data = stdin_text.encode() if stdin_text is not None else None
-        return cls(dirs=grants, env=pairs, args=tuple(args), stdin=data, stdin_file=stdin_path)
+        if stdin_path is not None and not stdin_path.is_file():
+            raise CapabilityError(f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).")
+        return cls(dirs=grants, env=pairs, args=tuple(args), stdin=stdin, stdin_file=stdin_path)
 
     def replace(self, **changes: Any) -> "Capabilities":
         """A copy with some fields changed (e.g. other ``args``)."""
@@ -284,9 +324,21 @@ def _nested(inner: str, outer: str) -> bool:
     return inner != outer and (outer == "/" or inner.startswith(outer.rstrip("/") + "/"))
 
 
+def check_variable(name: str, value: str) -> tuple[str, str]:
+    """``(name, value)`` if WASI can pass it as an environment variable; else a clear error."""
+    if not name or not name.replace("_", "a").isalnum() or not name.isascii():
+        raise CapabilityError(
+            f"--env {name}={value}: the name must be letters, digits and underscores "
+            f"(for example --env MY_VAR=hello).")
+    if "\0" in value:
+        raise CapabilityError(f"--env {name}: the value contains a NUL character, which "
+                              f"WASI cannot pass.")
+    return name, value
+
+
 def _parse_env(item: str, host_env: Mapping[str, str]) -> tuple[str, str]:
     name, sep, value = item.partition("=")
-    if not name or "\0" in item or not name.replace("_", "a").isalnum():
+    if not name or "\0" in item or not name.replace("_", "a").isalnum() or not name.isascii():
         raise CapabilityError(
             f"--env {item!r}: expected NAME=VALUE or NAME, where NAME is letters, "
             f"digits and underscores (for example --env MY_VAR=hello).")

@@ -19,7 +19,6 @@ This module does not import IPython.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -37,7 +36,8 @@ from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
 from .errors import require_wasmtime as _require_wasmtime
 from .sandbox import shim
-from .sandbox.store import Deadline, describe_trap, interrupt_guard, new_store, stdin_folder
+from .sandbox.store import (Deadline, describe_trap, instantiate, interrupt_guard, new_store,
+                            stdin_folder)
 from .wasip1 import ERRNO_NAMES, WASI_P1, WASI_P1_FUNCTIONS, assemble, errno_name  # noqa: F401
 
 try:
@@ -92,7 +92,7 @@ def compile_module(wasm: WasmSource, *, fuel: bool = False) -> tuple[Any, float,
     """The compiled :class:`wasmtime.Module` for ``wasm``: ``(module, seconds, how)``.
 
     ``how`` is ``'memory'`` (found in the in-memory cache, keyed by the
-    module's sha256) or ``'compiled'``. A component, or a file that is not
+    module's bytes) or ``'compiled'``. A component, or a file that is not
     WebAssembly, raises :class:`RuntimeFailure`.
     """
     started = time.perf_counter()
@@ -105,7 +105,9 @@ def compile_module(wasm: WasmSource, *, fuel: bool = False) -> tuple[Any, float,
     if kind != "module":
         raise RuntimeFailure(f"{label} is a component (WASI Preview 2), not a core module: "
                              f"run it with wasi_magic.run (or %%wasi, %wasi run).")
-    key = (fuel, hashlib.sha256(data).hexdigest())
+    # The bytes themselves are the key: a dict compares them in full, so two modules
+    # never share an entry (and hashlib's OpenSSL import would cost the CLI ~4 ms).
+    key = (fuel, bytes(data))
     eng = engine(fuel)
     with _lock:
         found = _modules.get(key)
@@ -192,7 +194,7 @@ def run_module(
             with interrupt_guard(deadline):
                 deadline.start()
                 try:
-                    instance = linker.instantiate(store, module)
+                    instance = instantiate(lambda: linker.instantiate(store, module))
                     result.instantiate_seconds = time.perf_counter() - started
                     start = _start_function(instance, store, name)
                     started = time.perf_counter()

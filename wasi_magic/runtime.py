@@ -29,7 +29,8 @@ from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
 from .sandbox import shim
-from .sandbox.store import Deadline, describe_trap, interrupt_guard, new_store, stdin_folder
+from .sandbox.store import (Deadline, describe_trap, instantiate, interrupt_guard, new_store,
+                            stdin_folder)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
@@ -234,29 +235,20 @@ class Runtime:
 
 def _prime(flavor: _Flavor, component: Any, fuel: bool) -> None:
     """Instantiate ``component`` once in a throwaway store, so that Wasmtime sets up its
-    copy-on-write memory image now, and retry if that setup fails for a moment.
-
-    Measured in CI under load: the memfd behind the image once refused its seals
-    (``cannot add seals to the memfd``); a second try later succeeds, and every
-    instance after that shares the image. Any other failure is left for the run
-    itself to report.
-    """
+    copy-on-write memory image now (see :func:`~wasi_magic.sandbox.store.instantiate`).
+    A failure is left for the run itself to report."""
     def discard(data: bytes) -> None:
         return None
 
     limits = Limits(timeout=None, fuel=(1 << 62) if fuel else None)
-    for attempt in range(3):
-        store = new_store(flavor.engine, Capabilities(), limits, "prime", discard, discard)
-        Deadline(flavor.engine, None).attach(store)
-        try:
-            flavor.linker.instantiate(store, component)
-            return
-        except wasmtime.WasmtimeError as exc:
-            if "memfd" not in str(exc):
-                return
-            time.sleep(0.1 * (attempt + 1))
-        finally:
-            del store
+    store = new_store(flavor.engine, Capabilities(), limits, "prime", discard, discard)
+    Deadline(flavor.engine, None).attach(store)
+    try:
+        instantiate(lambda: flavor.linker.instantiate(store, component))
+    except wasmtime.WasmtimeError:
+        pass
+    finally:
+        del store
 
 
 #: sha256 of component files run by path, keyed by what ``stat`` says of the file.

@@ -20,14 +20,14 @@ import shlex
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import ipywidgets as w
 
 from .artifact import Artifact
-from .capabilities import Capabilities, DirGrant
+from .capabilities import Capabilities, DirGrant, check_variable
 from .errors import WasiMagicError
 from .inspect import WASI_INTERFACES
 from .limits import DEFAULT_TIMEOUT, Limits, parse_count, parse_duration, parse_size
@@ -36,9 +36,9 @@ from .result import RunResult
 from .sandbox.supervisor import Sandbox, default_sandbox
 
 #: Why the network checkbox is disabled.
-NETWORK_NOTE = ("Cannot be granted here: wasmtime-py 50 does not expose WASI's "
-                "inherit_network, so every socket call in the guest is refused "
-                "(the wasmtime CLI grants it with -S inherit-network).")
+NETWORK_NOTE = ("Cannot be granted here: since Wasmtime 48, TCP and UDP are off unless the "
+                "host turns them on, and wasmtime-py 50 has no switch for that, so every "
+                "socket call in the guest is refused (the wasmtime CLI has -S inherit-network).")
 
 #: Applied to the panel's capabilities just before each run (e.g. quick mode's hidden source).
 Prepare = Callable[[Capabilities], Capabilities]
@@ -145,8 +145,7 @@ def _small_button(icon: str, tooltip: str) -> w.Button:
 class DirRow:
     """One directory grant in the panel: on/off, host -> guest, read-only or read-write."""
 
-    host: Path
-    guest: str
+    base: DirGrant
     enabled: w.Checkbox
     mode: w.ToggleButtons
     remove: w.Button
@@ -163,13 +162,22 @@ class DirRow:
                                style=w.ToggleButtonsStyle(button_width="90px"))
         mode.add_class("wasi-dir-mode")
         remove = _small_button("times", "remove this grant")
-        return cls(grant.host, grant.guest, enabled, mode, remove,
-                   w.HBox([enabled, mode, remove]))
+        return cls(grant, enabled, mode, remove, w.HBox([enabled, mode, remove]))
 
     @property
-    def spec(self) -> str:
-        """The grant in ``--dir`` spelling, as it is set now."""
-        return f"{self.host}::{self.guest}::{self.mode.value}"
+    def host(self) -> Path:
+        """The granted host folder."""
+        return self.base.host
+
+    @property
+    def guest(self) -> str:
+        """The path the guest sees it as."""
+        return self.base.guest
+
+    @property
+    def grant(self) -> DirGrant:
+        """The grant as it is set now (the mode buttons may have changed it)."""
+        return replace(self.base, read_only=self.mode.value == "ro")
 
 
 @dataclass
@@ -195,9 +203,9 @@ class EnvRow:
         return cls(name, enabled, text, remove, w.HBox([enabled, w.Label("="), text, remove]))
 
     @property
-    def spec(self) -> str:
-        """The variable in ``--env`` spelling."""
-        return f"{self.name}={self.value.value}"
+    def pair(self) -> tuple[str, str]:
+        """``(name, value)`` as it is set now."""
+        return self.name, self.value.value
 
 
 class CapabilityPanel(w.VBox):
@@ -262,14 +270,14 @@ class CapabilityPanel(w.VBox):
         self.add_env_button = w.Button(description="Add variable", icon="plus")
         self.add_env_button.add_class("wasi-add-env")
         self.args = w.Text(value=shlex.join(caps.args), continuous_update=False,
-                           placeholder="program arguments (after --)", description="arguments",
-                           layout=w.Layout(width="480px"))
+                           placeholder="program arguments (after --)",
+                           layout=w.Layout(width="300px"))
         self.args.add_class("wasi-args")
         empty = (f"empty: stdin is the file {caps.stdin_file}" if caps.stdin_file is not None
                  else "text fed to stdin (empty: no input)")
         self.stdin = w.Textarea(value=caps.stdin.decode(errors="replace") if caps.stdin else "",
                                 continuous_update=False, placeholder=empty,
-                                description="stdin", layout=w.Layout(width="480px", height="60px"))
+                                layout=w.Layout(width="300px", height="32px"))
         self.stdin.add_class("wasi-stdin")
         self._build_limit_widgets()
         self.network = w.Checkbox(value=False, disabled=True, indent=False,
@@ -299,23 +307,29 @@ class CapabilityPanel(w.VBox):
         self.limits_note = w.HTML("")
 
     def _layout(self) -> list[w.Widget]:
-        def heading(text: str) -> w.HTML:
-            return w.HTML(f"<b>{html.escape(text)}</b>")
+        # Compact enough that a change and the output it causes fit together on a
+        # 1366x768 screen: one line per group where it fits, the imports table folded.
+        def label(text: str) -> w.HTML:
+            return w.HTML(f"<b>{html.escape(text)}</b>", layout=w.Layout(width="110px"))
         return [
-            w.HTML(f"<b>Capabilities of {html.escape(self.artifact.name)}</b> "
-                   f"<small>(every change re-runs the built component)</small>"),
-            heading("Directories"), self.dir_box,
-            w.HBox([self.new_dir_host, w.Label("→"), self.new_dir_guest, self.new_dir_ro,
-                    self.add_dir_button]),
-            heading("Environment variables"), self.env_box,
-            w.HBox([self.new_env_name, w.Label("="), self.new_env_value, self.add_env_button]),
-            heading("Arguments and stdin"), self.args, self.stdin,
-            heading("Limits"), w.HBox([self.timeout, self.fuel, self.max_memory]), self.limits_note,
-            heading("Network"),
-            w.HBox([self.network, self.network_note]),
-            heading("Equivalent command line"), self.command,
-            heading("What the component imports, and what this run grants"), self.imports_table,
-            w.HBox([self.run_button, self.status]), self.message,
+            w.HBox([w.HTML(f"<b>Capabilities of {html.escape(self.artifact.name)}</b> "
+                           f"<small>(every change re-runs the built component)</small>"),
+                    self.run_button, self.status],
+                   layout=w.Layout(align_items="center", justify_content="space-between")),
+            w.HBox([label("Directories"), self.dir_box]),
+            w.HBox([label(""), self.new_dir_host, w.Label("→"), self.new_dir_guest,
+                    self.new_dir_ro, self.add_dir_button]),
+            w.HBox([label("Variables"), self.env_box]),
+            w.HBox([label(""), self.new_env_name, w.Label("="), self.new_env_value,
+                    self.add_env_button]),
+            w.HBox([label("Input"), self.args, self.stdin]),
+            w.HBox([label("Limits"), self.timeout, self.fuel, self.max_memory]),
+            self.limits_note,
+            w.HBox([label("Network"), self.network, self.network_note],
+                   layout=w.Layout(align_items="center")),
+            w.HBox([label("Command"), self.command]),
+            self.imports_table,
+            self.message,
             self.output,
         ]
 
@@ -368,7 +382,7 @@ class CapabilityPanel(w.VBox):
             if not host:
                 raise WasiMagicError("Type a host folder first (relative to "
                                      f"{str(self.cwd)!r}), then press Add directory.")
-            grant = DirGrant.parse(f"{host}::{guest}" + ("::ro" if read_only else ""), self.cwd)
+            grant = DirGrant.make(host, guest, read_only, self.cwd)
             if any(row.guest == grant.guest for row in self.dir_rows):
                 raise WasiMagicError(f"The guest path {grant.guest!r} is already in the list: "
                                      f"tick or untick that row instead.")
@@ -384,7 +398,7 @@ class CapabilityPanel(w.VBox):
         name = self.new_env_name.value.strip() if name is None else name
         value = self.new_env_value.value if value is None else value
         try:
-            Capabilities.parse(env=[f"{name}={value}"], host_env={})
+            check_variable(name, value)
             if any(row.name == name for row in self.env_rows):
                 raise WasiMagicError(f"{name} is already in the list: edit its value instead.")
         except WasiMagicError as exc:
@@ -402,13 +416,12 @@ class CapabilityPanel(w.VBox):
             args = shlex.split(self.args.value)
         except ValueError as exc:
             raise WasiMagicError(f"arguments: {exc} (check the quotes).") from None
-        return Capabilities.parse(
-            dirs=[row.spec for row in self.dir_rows if row.enabled.value],
-            env=[row.spec for row in self.env_rows if row.enabled.value],
+        return Capabilities.of(
+            dirs=[row.grant for row in self.dir_rows if row.enabled.value],
+            env=[row.pair for row in self.env_rows if row.enabled.value],
             args=args,
-            stdin_file=self.stdin_file if not self.stdin.value else None,
-            stdin_text=self.stdin.value or None,
-            cwd=self.cwd, host_env={})
+            stdin=self.stdin.value.encode() if self.stdin.value else None,
+            stdin_file=self.stdin_file if not self.stdin.value else None)
 
     def current_limits(self) -> Limits:
         """The limits the widgets describe now. Raises :class:`WasiMagicError` if invalid."""
@@ -437,7 +450,8 @@ class CapabilityPanel(w.VBox):
         lines += ["granted:"] + [f"  {line}" for line in caps.describe()]
         off = ([f"  dir  {row.host} -> {row.guest}"
                 for row in self.dir_rows if not row.enabled.value]
-               + [f"  env  {row.spec}" for row in self.env_rows if not row.enabled.value])
+               + [f"  env  {row.name}={row.value.value}"
+                  for row in self.env_rows if not row.enabled.value])
         if off:
             lines += ["not granted (unticked):"] + off
         limit_words = " ".join(limits.wasmtime_options()[1::2]) or "none"
@@ -472,7 +486,9 @@ class CapabilityPanel(w.VBox):
         rest = [name for name in self.imports if name not in key]
         more = (f"<details><summary>{len(rest)} more imports, always provided</summary>"
                 f"{_html_table(import_rows(rest, caps))}</details>") if rest else ""
-        return _html_table(import_rows(key, caps)) + more
+        return (f"<details><summary><b>What {html.escape(self.artifact.name)} imports, and "
+                f"what this run grants</b> <small>({len(self.imports)} imports)</small>"
+                f"</summary>{_html_table(import_rows(key, caps))}{more}</details>")
 
     def _show_message(self, text: str, kind: str = "info") -> None:
         color = "#b00020" if kind == "error" else "#555"

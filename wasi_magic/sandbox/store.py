@@ -13,7 +13,6 @@ import heapq
 import itertools
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,6 +68,7 @@ def stdin_folder(caps: Capabilities) -> Iterator[str | None]:
     if caps.stdin is None:
         yield None
         return
+    import tempfile  # here, not at the top: `python -m wasi_magic run` starts faster
     with tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") as folder:
         yield folder
 
@@ -93,6 +93,23 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
     return store
 
 
+def instantiate(make: Callable[[], Any]) -> Any:
+    """``make()`` (an instantiation), tried again if Wasmtime could not set up the
+    copy-on-write memory image for a moment.
+
+    Measured in CI under load: the memfd behind a memory image once refused its seals
+    (``cannot add seals to the memfd``); a second try a little later succeeds, and
+    every instance after that shares the image. Other failures are raised at once.
+    """
+    for attempt in range(3):
+        try:
+            return make()
+        except wasmtime.WasmtimeError as exc:
+            if "memfd" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 class Deadline:
     """When a store's guest must stop: its time limit, or an interrupt.
 
@@ -106,6 +123,9 @@ class Deadline:
         self.timeout = timeout or None
         self.timed_out = False
         self.interrupted = False
+        #: When the guest started, and when it was told to stop (``time.monotonic()``).
+        self.started: float | None = None
+        self.fired_at: float | None = None
         self._alarm: list[Any] | None = None
 
     @property
@@ -119,6 +139,7 @@ class Deadline:
 
     def start(self) -> None:
         """Start the clock (call just before the guest runs)."""
+        self.started = time.monotonic()
         with _running_lock:
             _running.add(self)
         if self.timeout:
@@ -137,10 +158,12 @@ class Deadline:
     def interrupt(self) -> None:
         """Stop the guest now (the notebook's Interrupt)."""
         self.interrupted = True
+        self.fired_at = self.fired_at or time.monotonic()
         self.engine.increment_epoch()
 
     def _expire(self) -> None:
         self.timed_out = True
+        self.fired_at = self.fired_at or time.monotonic()
         self.engine.increment_epoch()
 
     def __enter__(self) -> "Deadline":
@@ -281,6 +304,25 @@ def interrupt_guard(deadline: Deadline) -> Any:
         if _interrupts is None:
             _interrupts = _Interrupts()
     return _interrupts.guard(deadline)
+
+
+def watch_blocked(grace: float, on_blocked: Callable[[Deadline], None]) -> None:
+    """Call ``on_blocked(deadline)`` for a guest of this process still running ``grace``
+    seconds after it was told to stop.
+
+    For a process that may end itself (the command line): Wasmtime's epoch stops wasm
+    code, never a host call, so a guest blocked in ``select`` or a FIFO ``open`` can
+    only be ended with its process. ``on_blocked`` is expected not to return.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(min(grace, 0.05))
+            now = time.monotonic()
+            with _running_lock:
+                late = [d for d in _running if d.fired_at is not None and now - d.fired_at > grace]
+            if late:
+                on_blocked(late[0])
+    threading.Thread(target=watch, name="wasi-magic-blocked", daemon=True).start()
 
 
 def describe_trap(exc: Exception, deadline: Deadline, limits: Limits, seconds: float) -> str:

@@ -41,11 +41,9 @@ from ..errors import require_wasmtime as _require_wasmtime
 from ..limits import Limits
 from ..result import RunResult
 from . import protocol
+from .stops import GRACE, blocked_text
 from .worker import MEMORY_ENV
 
-#: How long a guest may take to stop after its deadline or an Interrupt before its
-#: worker is killed (it is then blocked in a host call).
-GRACE = 0.4
 #: The worker's cap on private writable memory (RLIMIT_DATA), unless
 #: ``$WASI_MAGIC_WORKER_MEMORY`` says otherwise (bytes).
 DEFAULT_WORKER_MEMORY = 4 << 30
@@ -422,9 +420,8 @@ def _key(target: Any) -> Any:
 def _stopped_text(stopped: Stopped, limits: Limits) -> str:
     """The one line a result shows when its worker was killed or died."""
     if stopped.why == "timeout":
-        ran = f"ran {stopped.seconds:.1f} s of" if stopped.seconds is not None else "past"
-        return (f"stopped by the time limit: {ran} --timeout {limits.timeout:g} s; the guest "
-                f"was blocked in a host call, so the sandbox was restarted")
+        return blocked_text("timeout", stopped.seconds, limits.timeout,
+                            "the sandbox was restarted")
     return (f"the sandbox process died ({stopped.death}) while the guest ran; a fresh one "
             f"was started")
 
@@ -434,9 +431,7 @@ def _since(started: float | None) -> float | None:
 
 
 def _blocked_interrupt(seconds: float | None) -> str:
-    ran = f" after {seconds:.2f} s" if seconds is not None else ""
-    return (f"guest interrupted{ran}: it was blocked in a host call, so the sandbox was "
-            f"restarted")
+    return blocked_text("interrupt", seconds, None, "the sandbox was restarted")
 
 
 def _error(name: str, message: str, attrs: dict) -> Exception:
