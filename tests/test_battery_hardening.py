@@ -148,3 +148,84 @@ def test_a_guest_cannot_write_flags_through_expansion(kernel, tree: Path) -> Non
 def test_limits_the_host_cannot_represent_are_refused(kernel, flags: str, words: str) -> None:
     refused(kernel, f"%%wasi -q --quick {flags}\nprint('ran')\n", "UsageError", words)
     alive(kernel)
+
+
+@pytest.mark.parametrize("which", ["proc", "proc-of-the-kernel", "dev", "sys", "jupyter-data",
+                                   "jupyter-config"])
+def test_the_hosts_processes_devices_and_jupyter_are_never_granted(kernel, tree: Path,
+                                                                   which: str) -> None:
+    from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir
+    pid = streams(execute(kernel, "import os; print(os.getpid())"), "stdout").strip()
+    folder = {"proc": "/proc", "proc-of-the-kernel": f"/proc/{pid}", "dev": "/dev",
+              "sys": "/sys", "jupyter-data": jupyter_data_dir(),
+              "jupyter-config": jupyter_config_dir()}[which]
+    Path(folder).mkdir(parents=True, exist_ok=True)  # the Jupyter folders may not exist yet
+    before = digest_tree(tree)
+    refused(kernel, f"%%wasi -q --quick --dir {folder}::/h\n"
+                    f"open('/h/mem' if {which!r}.startswith('proc') else '/h/x', 'w')\n",
+            "could change what the host runs", "Grant a subfolder")
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
+@pytest.mark.parametrize("which", ["fifo", "dev-zero", "folder"])
+def test_stdin_that_is_not_a_regular_file_is_refused(kernel, tree: Path, which: str) -> None:
+    if which == "fifo":
+        source = tree / "rw" / "pipe"
+        os.mkfifo(source)  # a guest with a read-write grant can make one too (mkfifo is host-side here)
+    else:
+        source = Path("/dev/zero") if which == "dev-zero" else tree / "data"
+    refused(kernel, f"%%wasi -q --quick --stdin {source}\nimport sys\nprint(len(sys.stdin.read()))\n",
+            "--stdin", "is not a regular file")
+    alive(kernel)  # the kernel did not wait on the FIFO
+
+
+@pytest.mark.parametrize("flag,name", [("--out", "__builtins__"), ("--err", "__name__"),
+                                       ("--result", "1x"), ("--out", "class"),
+                                       ("--out", "a.b")])
+def test_results_never_land_in_names_the_kernel_uses(kernel, flag: str, name: str) -> None:
+    refused(kernel, f"%%wasi -q --quick {flag} {name}\nprint('overwrite')\n",
+            f"argument {flag}", repr(name))
+    assert streams(execute(kernel, "print(__name__, type(__builtins__).__name__)"),
+                   "stdout") == "__main__ module\n"
+    alive(kernel)
+
+
+@pytest.mark.parametrize("which", ["fifo", "dev-zero-link", "folder"])
+def test_wasi_run_and_inspect_take_only_regular_files(kernel, tree: Path, which: str) -> None:
+    target = tree / "rw" / "x.wasm"
+    if which == "fifo":
+        os.mkfifo(target)
+    elif which == "dev-zero-link":
+        os.symlink("/dev/zero", target)
+    else:
+        target.mkdir()
+    for command in ("run", "inspect"):
+        messages = execute(kernel, f"%wasi {command} {target}")
+        text = streams(messages, "stderr") + "".join(e["evalue"] for e in errors(messages))
+        assert "Traceback" not in streams(messages, "stderr"), messages
+        assert "not a regular file" in text or "is a directory" in text or \
+            "folder" in text, (command, text)
+    alive(kernel)
+
+
+def test_a_guest_cannot_follow_its_own_planted_link_out(kernel, tree: Path) -> None:
+    before = digest_tree(tree)
+    plant(kernel, tree, "../secret.txt", "peek")
+    messages = execute(kernel, f"%%wasi -q --quick --dir {tree / 'rw'}::/w\n"
+                               f"try:\n    print(open('/w/peek').read())\n"
+                               f"except OSError as exc:\n    print('DENIED', type(exc).__name__)\n")
+    assert streams(messages, "stdout").startswith("DENIED"), messages
+    assert "canary" not in streams(messages, "stdout")
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
+@pytest.mark.parametrize("flags,words", [
+    ("--timeout -5", "--timeout '-5'"), ("--fuel -1", "--fuel '-1'"),
+    ("--max-output 1e3000", "--max-output '1e3000'"), ("-W nonsense=1", "-W 'nonsense=1'"),
+    ("--env 'ÄBC=1'", "--env"), ("--max-memory 12parsecs", "--max-memory '12parsecs'"),
+])
+def test_more_values_the_host_cannot_use_are_refused(kernel, flags: str, words: str) -> None:
+    refused(kernel, f"%%wasi -q --quick {flags}\nprint('ran')\n", words)
+    alive(kernel)

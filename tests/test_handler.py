@@ -218,3 +218,30 @@ def test_stalled_clients_are_dropped_and_others_still_served(evil_server) -> Non
             sock.close()
     # The server answers an honest request afterwards.
     assert ask(evil_server, [["x-ok", "after"]]).startswith(b"HTTP/1.1 200 ")
+
+
+def test_connections_over_the_cap_get_a_503_and_the_server_recovers(handler_artifact) -> None:
+    """Two held connections fill a cap of two; a third is answered 503 at once (it sends
+    nothing, so the server has nothing unread when it closes); once the two go, the server
+    serves again."""
+    import socket
+    with EdgeServer(handler_artifact, socket_timeout=60.0, max_connections=2) as capped:
+        held = [socket.create_connection((capped.host, capped.port), timeout=30)
+                for _ in range(2)]
+        try:
+            for sock in held:  # each is inside a handler, waiting for the rest of its headers
+                sock.sendall(b"GET /api/health HTTP/1.1\r\n")
+            with socket.create_connection((capped.host, capped.port), timeout=30) as extra:
+                answer = b""
+                while chunk := extra.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+        finally:
+            for sock in held:
+                sock.close()
+        # The two handlers notice their clients left; then a request is served again.
+        import time
+        give_up = time.monotonic() + 30  # tells "recovers" from "never recovers"
+        while (status := fetch(capped, "/api/health")[0]) == 503 and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert status == 200

@@ -89,13 +89,26 @@ def protected_folders() -> dict[Path, str]:
     import sys
     from .cache import cache_dir, key_path
     ipython = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython")
+    import site
     found = {
         cache_dir(): "the wasi-magic cache (compiled code the sandbox loads)",
         key_path().parent: "the wasi-magic settings (the key that seals the cache)",
         Path(__file__).resolve().parent: "the installed wasi_magic package",
         ipython: "the IPython profile directory (startup code the kernel runs)",
         Path(sys.prefix): "the Python environment the kernel runs from",
+        Path(site.getusersitepackages()): "your user site-packages (code Python imports)",
+        # The host's processes (their memory and environment), devices and kernel settings.
+        Path("/proc"): "the host's running processes (/proc)",
+        Path("/sys"): "the host kernel's settings (/sys)",
+        Path("/dev"): "the host's devices (/dev)",
     }
+    try:
+        from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir
+    except ImportError:  # pragma: no cover - Jupyter is not installed
+        pass
+    else:
+        found[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
+        found[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
     return {Path(os.path.realpath(folder)): why for folder, why in found.items()}
 
 
@@ -254,6 +267,11 @@ class Capabilities:
             if "\0" in arg:
                 raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
         if stdin_path is not None and not stdin_path.is_file():
+            if stdin_path.exists():
+                raise CapabilityError(
+                    f"--stdin {stdin_text!r}: {str(stdin_path)!r} is not a regular file (a "
+                    f"FIFO, a device or a folder), so the guest could wait on it forever or "
+                    f"read without end. Save the input to a file and give that.")
             raise CapabilityError(f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).")
         return cls(dirs=grants, env=pairs, args=tuple(args), stdin=stdin, stdin_file=stdin_path)
 

@@ -17,15 +17,34 @@ from .limits import LIMIT_ARGUMENTS
 
 Arguments = list[tuple[tuple[str, ...], dict[str, Any]]]
 
+
+def variable_name(text: str) -> str:
+    """``text`` if it can name a notebook variable that a cell's result is stored in.
+
+    Not a keyword, and not a ``__dunder__`` name: storing guest output in
+    ``__builtins__`` or ``__name__`` would break the kernel's namespace.
+    """
+    import keyword
+    if not text.isidentifier() or keyword.iskeyword(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Python variable name (letters, digits and underscores, "
+            f"not starting with a digit, not a keyword)")
+    if text.startswith("__") and text.endswith("__"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is one of Python's special names, which the kernel itself uses; "
+            f"choose another name")
+    return text
+
+
 #: Every ``%%wasi`` flag: ``(names, argparse keyword arguments)``, in help order.
 CELL_ARGUMENTS: Arguments = [
     *CAPABILITY_ARGUMENTS,
     (("--path",), dict(action="append", default=[], metavar="DIR",
                        help="A folder of pure-Python modules the cell may import (repeatable).")),
     *LIMIT_ARGUMENTS,
-    (("--out",), dict(metavar="VAR", help="Store the guest's stdout in VAR instead of showing it.")),
-    (("--err",), dict(metavar="VAR", help="Store the guest's stderr in VAR instead of showing it.")),
-    (("--result",), dict(metavar="VAR",
+    (("--out",), dict(metavar="VAR", type=variable_name, help="Store the guest's stdout in VAR instead of showing it.")),
+    (("--err",), dict(metavar="VAR", type=variable_name, help="Store the guest's stderr in VAR instead of showing it.")),
+    (("--result",), dict(metavar="VAR", type=variable_name,
                          help="Store the RunResult (status, output, timings) in VAR.")),
     (("-o", "--output"), dict(metavar="PATH.wasm",
                               help="Also save the built component to PATH.wasm.")),
@@ -40,7 +59,7 @@ CELL_ARGUMENTS: Arguments = [
                              "%%%%wit NAME cell or --wit FILE) and bind it, loaded, to a "
                              "variable (see --as).")),
     (("--wit",), dict(metavar="FILE", help="Read the world's WIT from FILE.")),
-    (("--as",), dict(dest="as_var", metavar="VAR",
+    (("--as",), dict(dest="as_var", metavar="VAR", type=variable_name,
                      help="With --world: the variable to bind the loaded component to "
                           "(default: NAME).")),
     (("--p1",), dict(action="store_true",

@@ -117,11 +117,12 @@ def read_regular_file(file: Path, limit: int = MAX_WASM_BYTES) -> bytes:
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise RuntimeFailure(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)  # before fdopen, which refuses a folder with its own error
+        raise RuntimeFailure(f"{str(file)!r} is not a regular file (a device, a FIFO or a "
+                             f"folder): give the path of a .wasm or .wat file.")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise RuntimeFailure(f"{str(file)!r} is not a regular file (a device, a FIFO or a "
-                                 f"folder): give the path of a .wasm or .wat file.")
         if info.st_size > limit:
             raise RuntimeFailure(f"{str(file)!r} is {info.st_size:,} bytes, more than the "
                                  f"{limit:,} wasi-magic reads.")
