@@ -78,3 +78,25 @@ def test_nothing_granted_by_default() -> None:
     caps = Capabilities.parse()
     assert (caps.dirs, caps.env, caps.args, caps.stdin) == ((), (), (), None)
     assert caps.describe() == ["nothing granted"]
+
+
+def test_read_guest_file_reads_only_what_the_guest_wrote(tmp_path: Path) -> None:
+    import os
+
+    from wasi_magic import read_guest_file
+    (tmp_path / "secret.txt").write_text("host secret")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.json").write_text('{"ok": 1}')
+    assert read_guest_file("out/report.json", cwd=tmp_path) == b'{"ok": 1}'
+    os.symlink("../secret.txt", tmp_path / "out" / "planted.json")
+    with pytest.raises(CapabilityError, match="is a symbolic link to"):
+        read_guest_file(tmp_path / "out" / "planted.json")
+    os.symlink("..", tmp_path / "out" / "up")
+    with pytest.raises(CapabilityError, match="is a symbolic link to"):
+        read_guest_file(tmp_path / "out" / "up" / "secret.txt")
+    os.mkfifo(tmp_path / "out" / "fifo.json")
+    with pytest.raises(CapabilityError, match="not a regular file"):
+        read_guest_file(tmp_path / "out" / "fifo.json")  # returns at once: no blocking open
+    (tmp_path / "out" / "big").write_bytes(b"x" * 101)
+    with pytest.raises(CapabilityError, match="larger than 100 bytes"):
+        read_guest_file(tmp_path / "out" / "big", limit=100)

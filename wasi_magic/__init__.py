@@ -19,7 +19,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
-from .capabilities import Capabilities, DirGrant
+from .capabilities import Capabilities, DirGrant, read_guest_file
 from .errors import (BuildError, CapabilityError, GuestImportError, RuntimeFailure, UsageError,
                      WasiMagicError)
 from .limits import DEFAULT_TIMEOUT, Limits
@@ -44,7 +44,7 @@ __all__ = [
     "Artifact", "BuildError", "BuildProgress", "Cache", "Capabilities", "CapabilityError",
     "DirGrant", "GuestImportError", "RunResult", "Runtime", "RuntimeFailure", "UsageError",
     "WasiMagicError", "WasmInfo", "build", "cache_dir", "default_runtime", "inspect_wasm",
-    "run", "load", "run_quick", "load_ipython_extension", "unload_ipython_extension",
+    "run", "load", "read_guest_file", "run_quick", "load_ipython_extension", "unload_ipython_extension",
 ]
 
 

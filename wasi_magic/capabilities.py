@@ -84,6 +84,39 @@ def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
     return target
 
 
+#: The most :func:`read_guest_file` reads: guest output is untrusted, and so is its size.
+MAX_GUEST_FILE = 256 << 20
+
+
+def read_guest_file(path: str | os.PathLike[str], *, cwd: str | os.PathLike[str] | None = None,
+                    limit: int = MAX_GUEST_FILE) -> bytes:
+    """The bytes of a file a guest wrote into a read-write grant, read as untrusted input.
+
+    The path is walked as :func:`host_path` walks grants (no symbolic link at any
+    step), the file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and must be a regular
+    file of at most ``limit`` bytes: a guest that replaced its output by a link to
+    a host secret, a FIFO or ``/dev/zero`` gets a clear error, not a host read.
+    """
+    import stat
+    text = os.fspath(path)
+    target = host_path(text, Path(cwd) if cwd is not None else Path.cwd(), "guest file")
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CapabilityError(f"cannot read the guest's file {text!r}: "
+                              f"{exc.strerror or exc}.") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CapabilityError(f"the guest's file {text!r} is not a regular file (a FIFO "
+                                  f"or a device); wasi-magic does not read it.")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise CapabilityError(f"the guest's file {text!r} is larger than {limit:,} bytes; "
+                              f"read it yourself if you trust it.")
+    return data
+
+
 def protected_folders() -> dict[Path, str]:
     """Folders no grant may cover or reach into: whoever writes there runs code on the host."""
     import sys
