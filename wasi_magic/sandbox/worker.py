@@ -165,6 +165,41 @@ class Worker:
         host_runtime().forget()
         preview1.forget()
 
+    # --- sessions: a kept instance per session (see .kept) -------------------------------
+
+    @property
+    def _sessions(self) -> dict[str, Any]:
+        return self.__dict__.setdefault("_kept_sessions", {})
+
+    def _do_session_start(self, rid: int, sid: str, target: Any, caps: Any,
+                          max_memory: int | None, cache: str | None) -> dict:
+        """Start session ``sid``: a store with ``caps`` and an instance, kept."""
+        from ..runtime import default_runtime
+        from .kept import KeptInstance
+        self._use_cache(cache)
+        if sid in self._sessions:
+            raise ValueError(f"session {sid} is already running")
+        kept = KeptInstance(default_runtime(), target, caps, max_memory, "session")
+        self._sessions[sid] = kept
+        return {"how": kept.how, "compile_seconds": kept.compile_seconds,
+                "instantiate_seconds": kept.instantiate_seconds}
+
+    def _do_session_cell(self, rid: int, sid: str, source: str, limits: Any) -> dict:
+        """Run one cell in session ``sid``; the session is dropped if the cell ended it."""
+        from ..errors import RuntimeFailure
+        kept = self._sessions.get(sid)
+        if kept is None:
+            raise RuntimeFailure(f"no such session in this sandbox worker: {sid}")
+        reply = kept.run(source, limits, self._writer(rid, "stdout"), self._writer(rid, "stderr"))
+        if not reply["alive"]:
+            self._sessions.pop(sid, None)
+        return reply
+
+    def _do_session_close(self, rid: int, sid: str) -> None:
+        kept = self._sessions.pop(sid, None)
+        if kept is not None:
+            kept.close()
+
     def _guest(self, gid: int) -> Any:
         from ..errors import RuntimeFailure
         try:
