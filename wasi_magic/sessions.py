@@ -372,6 +372,7 @@ class Sessions:
             if memory_given:
                 session.max_memory = max_memory
             return session
+        session.state  # notices a restarted worker: a lost session says so, not "grants"
         changed = []
         if grants_given and caps != session.caps:
             changed.append("capabilities " + "; ".join(caps.describe()))
