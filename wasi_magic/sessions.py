@@ -132,6 +132,11 @@ class SessionLost(RuntimeFailure):
 _ids = itertools.count(1)
 
 
+def describe(caps: Capabilities) -> str:
+    """Grants in one line: ``env GREETING=hello; dir /home/me/data -> /data (read-only)``."""
+    return "; ".join(" ".join(line.split()) for line in caps.describe())
+
+
 def check_name(name: str) -> str:
     """``name`` if it can name a session, else a UsageError saying what can."""
     if not isinstance(name, str) or not _NAME.match(name):
@@ -182,7 +187,7 @@ class Session:
 
     def grants(self) -> str:
         """The session's capabilities and memory limit, in one line."""
-        text = "; ".join(self.caps.describe())
+        text = describe(self.caps)
         memory = format_size(self.max_memory) if self.max_memory else "no limit"
         return f"{text}; max memory {memory}"
 
@@ -375,7 +380,7 @@ class Sessions:
         session.state  # notices a restarted worker: a lost session says so, not "grants"
         changed = []
         if grants_given and caps != session.caps:
-            changed.append("capabilities " + "; ".join(caps.describe()))
+            changed.append("capabilities " + describe(caps))
         if memory_given and max_memory != session.max_memory:
             changed.append(f"max memory {format_size(max_memory) if max_memory else 'no limit'}")
         if changed and session.ended is None:
