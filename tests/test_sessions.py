@@ -19,16 +19,17 @@ from kernels import errors, execute, kernel_in, run_and_interrupt, streams
 from wasi_magic import Capabilities
 from wasi_magic.errors import BuildError, UsageError
 from wasi_magic.sandbox.supervisor import Sandbox
-from wasi_magic.sessions import Session, SessionLost, Sessions
+from wasi_magic.sessions import MAX_SESSIONS, Session, SessionLost, Sessions
 
 
 @pytest.fixture(scope="session")
 def session_ready(shared_cache: Path):
-    """The session component, built and compiled (with fuel metering, as sessions run it)
-    into the shared cache before any test uses it."""
+    """The session component, built and compiled (plain, and metering fuel) into the
+    shared cache before any test uses it."""
     from wasi_magic.runtime import default_runtime
     from wasi_magic.sessions import session_component
     artifact = session_component()
+    default_runtime().component(artifact)
     default_runtime().component(artifact, fuel=True)
     return artifact
 
@@ -80,7 +81,7 @@ def test_two_sessions_share_nothing(sandbox) -> None:
 
 
 def test_limits_apply_per_cell(sandbox) -> None:
-    with Session("limits", sandbox=sandbox) as s:
+    with Session("limits", fuel_metering=True, sandbox=sandbox) as s:
         s.run("x = 'kept'")
         loud = s.run("print('y' * 5000)", output_limit=100)
         assert loud.truncated and len(loud.stdout) < 300
@@ -92,6 +93,14 @@ def test_limits_apply_per_cell(sandbox) -> None:
         assert "fuel limit" in spent.trap and not spent.alive and "ended" in spent.trap
         with pytest.raises(SessionLost, match="session reset limits"):
             s.run("print(x)")
+
+
+def test_fuel_needs_a_metering_session(sandbox) -> None:
+    with Session("plain", sandbox=sandbox) as s:
+        s.run("x = 1")
+        with pytest.raises(UsageError, match="does not meter fuel"):
+            s.run("print(x)", fuel=10**6)
+        assert s.run("print(x)").stdout == "1\n"  # refused before anything ran
 
 
 def test_a_deadline_ends_the_session_and_reset_starts_afresh(sandbox) -> None:
@@ -126,6 +135,23 @@ def test_exit_ends_the_session(sandbox) -> None:
         assert "exited the interpreter" in gone.ended
 
 
+def test_a_blocked_cell_kills_the_worker_and_every_session_in_it_is_lost(session_ready) -> None:
+    box = Sandbox(spare=False)
+    try:
+        blocked, bystander = Session("blocked", sandbox=box), Session("bystander", sandbox=box)
+        bystander.run("kept = 1")
+        result = blocked.run("import select\nselect.select([], [], [], 1e9)", timeout=0.5)
+        assert "blocked in a host call, so the sandbox was restarted" in result.trap
+        assert "session 'blocked' ended with it" in result.trap and not result.alive
+        with pytest.raises(SessionLost, match="its sandbox worker was restarted "
+                                              r"\(killed by the supervisor\)"):
+            bystander.run("print(kept)")
+        bystander.reset()
+        assert bystander.run("print('kept' in globals())").stdout == "False\n"
+    finally:
+        box.close()
+
+
 def test_names_and_grants_are_checked() -> None:
     for bad in ("", "a b", "../x", "x" * 65, "1st", "a;b"):
         with pytest.raises(UsageError, match="session name"):
@@ -137,6 +163,12 @@ def test_names_and_grants_are_checked() -> None:
                              memory_given=False) is first
     with pytest.raises(UsageError, match="no session named 'nope'"):
         registry.reset("nope")
+    for index in range(MAX_SESSIONS - 1):
+        registry.for_cell(f"s{index}", caps, None, grants_given=True, memory_given=False)
+    with pytest.raises(UsageError, match=f"at most {MAX_SESSIONS} sessions"):
+        registry.for_cell("one_more", caps, None, grants_given=True, memory_given=False)
+    registry.close("s0")  # never started: closing needs no worker
+    registry.for_cell("one_more", caps, None, grants_given=True, memory_given=False)
 
 
 def test_warm_skips_session_cells_and_builds_the_component(tmp_path) -> None:
@@ -238,6 +270,13 @@ def test_kernel_limits_apply_per_cell(kernel) -> None:
     assert "truncated after 1.0 KiB" in streams(cut, "stdout")
     whole = execute(client, "%%wasi --session k5\nprint('z' * 5000)")
     assert streams(whole, "stdout") == "z" * 5000 + "\n"
+    unmetered = _error_lines(execute(client, "%%wasi --session k5 --fuel 1e6\nprint(x)"))
+    assert "session 'k5' does not meter fuel" in unmetered[0]
+    execute(client, "%%wasi --session k8 --fuel 1e9\ny = 0")  # its first cell: metered
+    assert streams(execute(client, "%%wasi --session k8 --fuel 1e9\ny += 1\nprint(y)"),
+                   "stdout") == "1\n"
+    spent = execute(client, "%%wasi --session k8 --fuel 1e6\nwhile True: y += 1")
+    assert "stopped by the fuel limit: used all 1,000,000 units" in streams(spent, "stderr")
     stopped = execute(client, "%%wasi --session k5 --timeout 0.5\nwhile True: pass")
     text = streams(stopped, "stderr")
     assert "stopped by the time limit" in text and "session 'k5' ended" in text

@@ -54,8 +54,9 @@ CELL_ARGUMENTS: Arguments = [
     (("--session",), dict(metavar="NAME",
                           help="Run the cell in session NAME: a kept sandbox (the quick-mode "
                                "modules) whose globals, imports and open files carry over to "
-                               "the next cell of NAME. Grants and --max-memory are fixed by "
-                               "its first cell; see %%wasi session list|reset|close.")),
+                               "the next cell of NAME. Grants, --max-memory and fuel "
+                               "metering (--fuel) are fixed by its first cell; see "
+                               "%%wasi session list|reset|close.")),
 ]
 
 

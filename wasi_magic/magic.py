@@ -201,7 +201,8 @@ class WasiMagics(Magics):
                              f"modules, no build): it cannot be combined with {', '.join(clash)}.")
         session = self.sessions.for_cell(ns.session, caps, limits.max_memory,
                                          grants_given=grants_given,
-                                         memory_given=limits.max_memory is not None)
+                                         memory_given=limits.max_memory is not None,
+                                         fuel=limits.fuel is not None)
         try:
             if not session.started:
                 info = session.start(progress=status.progress)

@@ -12,8 +12,9 @@ worker, and runs cell after cell in it: globals, imports and open files stay::
     s.run("print(len(rows))").stdout          # '3\\n'
     s.close()
 
-Capabilities and the memory limit belong to the store, so they are fixed when
-the session starts; the time limit, fuel and the output cap apply per cell.
+Capabilities, the memory limit and whether fuel is metered belong to the store,
+so they are fixed when the session starts; the time limit, fuel (in a session
+that meters it) and the output cap apply per cell.
 An exception in a cell is that cell's failure: the session goes on. A trap (a
 limit, Interrupt, ``os._exit``) ends the instance, and a restarted sandbox
 worker takes every session in it along: the next cell then says so in one line
@@ -61,6 +62,8 @@ world session {
 SESSION_WORLD = "session"
 SESSION_APP = "wasi_magic_session"
 SESSION_APP_PATH = Path(__file__).with_name("_guest") / f"{SESSION_APP}.py"
+#: How many named sessions one kernel may hold (each is an interpreter in the worker).
+MAX_SESSIONS = 16
 #: A session's name: what ``%%wasi --session NAME`` accepts.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
@@ -148,17 +151,21 @@ def check_name(name: str) -> str:
 class Session:
     """One sandboxed interpreter kept between cells (see the module doc).
 
-    ``caps`` and ``max_memory`` (bytes) are fixed when the session starts (at
-    its first :meth:`run`, or :meth:`start`). ``sandbox`` defaults to the
-    process-wide one, whose worker holds the instance.
+    ``caps``, ``max_memory`` (bytes) and ``fuel_metering`` are fixed when the
+    session starts (at its first :meth:`run`, or :meth:`start`). Only a session
+    that meters fuel accepts a per-cell ``fuel`` budget; metering makes guest
+    code about 2.3x slower, so it is off unless asked for. ``sandbox`` defaults
+    to the process-wide one, whose worker holds the instance.
     """
 
     def __init__(self, name: str = "session", caps: Capabilities | None = None, *,
-                 max_memory: int | None = None, sandbox: Sandbox | None = None) -> None:
+                 max_memory: int | None = None, fuel_metering: bool = False,
+                 sandbox: Sandbox | None = None) -> None:
         self.name = check_name(name)
         self.caps = caps if caps is not None else Capabilities()
         Limits(max_memory=max_memory)  # checked once, here
         self.max_memory = max_memory
+        self.fuel_metering = bool(fuel_metering)
         #: Cells run in the current instance.
         self.cells = 0
         #: Why the session can no longer run cells (None while it can, or before it starts).
@@ -189,7 +196,8 @@ class Session:
         """The session's capabilities and memory limit, in one line."""
         text = describe(self.caps)
         memory = format_size(self.max_memory) if self.max_memory else "no limit"
-        return f"{text}; max memory {memory}"
+        metering = "; fuel metered" if self.fuel_metering else ""
+        return f"{text}; max memory {memory}{metering}"
 
     def _notice_loss(self) -> None:
         """If the worker that held the instance is gone, the session ended with it."""
@@ -218,9 +226,10 @@ class Session:
             sid = f"{self.name}#{next(_ids)}"
             cache = str(cache_dir())
             started = time.perf_counter()
+            fuel = self.fuel_metering
             reply = self._sandbox.request(
-                ("session_start", sid, target, self.caps, self.max_memory, cache),
-                remember=(("prepare", _key(target), True), ("prepare", 0, target, True, cache)))
+                ("session_start", sid, target, self.caps, self.max_memory, fuel, cache),
+                remember=(("prepare", _key(target), fuel), ("prepare", 0, target, fuel, cache)))
             if isinstance(reply, Stopped):
                 raise RuntimeFailure(f"the sandbox worker died while starting session "
                                      f"{self.name!r} ({reply.death}); run the cell again")
@@ -247,6 +256,12 @@ class Session:
             if limits.max_memory not in (None, self.max_memory):
                 raise UsageError(f"session {self.name!r}: the memory limit is fixed when a "
                                  f"session starts; give max_memory to Session().")
+            if limits.fuel and not self.fuel_metering:
+                raise UsageError(
+                    f"session {self.name!r} does not meter fuel (metering slows guest code "
+                    f"~2x, so a session chooses it when it starts): `%wasi session reset "
+                    f"{self.name}`, then give --fuel on its first cell "
+                    f"(Python: Session(..., fuel_metering=True)).")
             check_syntax(source)
             info = self.start(progress)
             first = self.cells == 0
@@ -362,13 +377,19 @@ class Sessions:
         return self._sessions.get(name)
 
     def for_cell(self, name: str, caps: Capabilities, max_memory: int | None, *,
-                 grants_given: bool, memory_given: bool) -> Session:
+                 grants_given: bool, memory_given: bool, fuel: bool = False) -> Session:
         """The session a cell runs in: an existing one (whose grants the cell may repeat
-        but not change) or a new one with the cell's grants."""
+        but not change) or a new one with the cell's grants; it meters fuel if the cell
+        that starts it gives ``--fuel`` (``fuel``)."""
         check_name(name)
         session = self._sessions.get(name)
         if session is None:
-            session = Session(name, caps, max_memory=max_memory, sandbox=self._sandbox)
+            if len(self._sessions) >= MAX_SESSIONS:
+                raise UsageError(f"at most {MAX_SESSIONS} sessions at a time (each holds an "
+                                 f"interpreter in the sandbox worker): close one with "
+                                 f"`%wasi session close NAME` (see `%wasi session list`).")
+            session = Session(name, caps, max_memory=max_memory, fuel_metering=fuel,
+                              sandbox=self._sandbox)
             self._sessions[name] = session
             return session
         if not session.started:  # reset: the next cell's grants start it
@@ -376,6 +397,7 @@ class Sessions:
                 session.caps = caps
             if memory_given:
                 session.max_memory = max_memory
+            session.fuel_metering = fuel
             return session
         session.state  # notices a restarted worker: a lost session says so, not "grants"
         changed = []

@@ -135,7 +135,8 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
     from .sessions import session_component
     built.append(session_component(progress=progress))
-    runtime.component(built[-1], fuel=True)  # sessions always meter fuel (see sandbox/kept.py)
+    runtime.component(built[-1])  # compiled too (a session started with --fuel compiles
+    # its fuel-metering form on first use)
     report(f"session sandbox: {'cached' if built[-1].cached else 'built'}")
     for notebook in _notebooks(targets):
         for cell in wasi_cells(notebook):

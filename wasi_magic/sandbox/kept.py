@@ -6,8 +6,9 @@ limit, fuel and output cap are set again before every cell:
 
 - a new :class:`~.store.Deadline` per cell (the store's epoch callback reads
   the current one);
-- fuel refilled to the cell's ``--fuel`` (or to the most Wasmtime counts): a
-  session's store always meters fuel, so any cell may ask for a budget;
+- in a session that meters fuel (chosen at its start: metering makes guest code
+  ~2.3x slower, measured), fuel refilled to the cell's ``--fuel``, or to the most
+  Wasmtime counts for a cell without one;
 - the store's stdout/stderr go through a trampoline to this cell's sinks.
 
 A trap (a limit, an interrupt, ``os._exit``) poisons a component instance:
@@ -44,19 +45,22 @@ class KeptInstance:
     """One session's store and instance, kept between cells."""
 
     def __init__(self, runtime: Any, target: Any, caps: Capabilities, max_memory: int | None,
-                 name: str) -> None:
+                 name: str, fuel: bool = False) -> None:
         self.caps = caps
         self.max_memory = max_memory
+        #: Whether the store meters fuel (then every cell may set --fuel).
+        self.fuel = fuel
         self.cells = 0
         #: Why the instance can no longer run cells (None while it can).
         self.ended: str | None = None
-        component, self.compile_seconds, self.how = runtime.component(target, fuel=True)
-        self._engine, linker = runtime.engine_and_linker(fuel=True)
+        component, self.compile_seconds, self.how = runtime.component(target, fuel=fuel)
+        self._engine, linker = runtime.engine_and_linker(fuel=fuel)
         self._sinks: tuple[OutputSink | None, OutputSink | None] = (None, None)
         self._deadline: Deadline | None = None
         self._stdin_dir = tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
             if caps.stdin is not None else None
-        limits = Limits(timeout=START_TIMEOUT, fuel=MAX_FUEL, max_memory=max_memory)
+        limits = Limits(timeout=START_TIMEOUT, fuel=MAX_FUEL if fuel else None,
+                        max_memory=max_memory)
         self._store = new_store(self._engine, caps, limits, name, self._write_out,
                                 self._write_err,
                                 self._stdin_dir.name if self._stdin_dir is not None else None)
@@ -103,10 +107,13 @@ class KeptInstance:
         ``interrupted``."""
         if self.ended is not None:
             raise RuntimeFailure(f"this session has ended ({self.ended})")
+        if limits.fuel and not self.fuel:
+            raise RuntimeFailure("this session does not meter fuel")
         out = OutputSink("stdout", stdout, limits.max_output)
         err = OutputSink("stderr", stderr, limits.max_output)
         fuel = limits.fuel or MAX_FUEL
-        self._store.set_fuel(fuel)
+        if self.fuel:
+            self._store.set_fuel(fuel)
         self._store.set_epoch_deadline(1)
         deadline = Deadline(self._engine, limits.timeout)
         reply: dict[str, Any] = {"status": 0, "trap": None, "fuel_used": None}

@@ -172,14 +172,15 @@ class Worker:
         return self.__dict__.setdefault("_kept_sessions", {})
 
     def _do_session_start(self, rid: int, sid: str, target: Any, caps: Any,
-                          max_memory: int | None, cache: str | None) -> dict:
-        """Start session ``sid``: a store with ``caps`` and an instance, kept."""
+                          max_memory: int | None, fuel: bool, cache: str | None) -> dict:
+        """Start session ``sid``: a store with ``caps`` (metering fuel if ``fuel``) and an
+        instance, kept."""
         from ..runtime import default_runtime
         from .kept import KeptInstance
         self._use_cache(cache)
         if sid in self._sessions:
             raise ValueError(f"session {sid} is already running")
-        kept = KeptInstance(default_runtime(), target, caps, max_memory, "session")
+        kept = KeptInstance(default_runtime(), target, caps, max_memory, "session", bool(fuel))
         self._sessions[sid] = kept
         return {"how": kept.how, "compile_seconds": kept.compile_seconds,
                 "instantiate_seconds": kept.instantiate_seconds}
