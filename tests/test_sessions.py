@@ -63,6 +63,9 @@ def test_state_persists_and_a_cell_exception_keeps_the_session(sandbox, tmp_path
         assert s.run("print('still here')").stdout == "still here\n"
         with pytest.raises(BuildError, match="line 1"):
             s.run("def (:")
+        for bad in ("print(1)\0", "x = '\ud800'", b"print(1)"):
+            with pytest.raises(UsageError):
+                s.run(bad)
         assert s.cells == 6 and s.state == "alive"
 
 
