@@ -240,7 +240,9 @@ class Sandbox:
         """Remember how ``worker`` ended, for sessions that lived in it."""
         ends = self.__dict__.setdefault("_ends", OrderedDict())
         try:
-            worker.proc.wait(timeout=0.05)  # a worker that died on its own: say how
+            # A worker whose pipe closed is exiting on its own: a moment to reap it and
+            # say how it ended (a live one, about to be killed, costs only this wait).
+            worker.proc.wait(timeout=0.01)
         except subprocess.TimeoutExpired:
             pass
         ends[worker.pid] = "killed by the supervisor" if worker.alive() else worker.death()
