@@ -233,6 +233,10 @@ def test_kernel_session_remembers_and_sessions_are_isolated(kernel) -> None:
     same = execute(client, "%%wasi --session k1 --dir data::/data::ro --max-memory 64MiB\n"
                            "print(json.dumps(total))")
     assert streams(same, "stdout") == "42\n"  # repeating the same grants is fine
+    kept = execute(client, "%%wasi --session k1 --quick --out O --result R\nprint(total)")
+    assert streams(kept, "stdout") == ""
+    described = execute(client, "print(type(R).__name__, R.session, R.cell, R.alive, repr(O))")
+    assert streams(described, "stdout") == "SessionResult k1 4 True '42\\n'\n"
 
 
 def test_kernel_refuses_a_grant_change_and_the_panel(kernel) -> None:

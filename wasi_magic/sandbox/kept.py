@@ -37,6 +37,9 @@ except ImportError:  # pragma: no cover - the worker needs wasmtime to start at 
 RUN_CELL = "run-cell"
 #: How long instantiating a session may take (it is a pre-initialized snapshot: ~ms).
 START_TIMEOUT = 30.0
+#: Sessions one worker keeps at most (~10 MiB each): a Python caller that never closes
+#: its sessions meets a clear error, not an out-of-memory worker.
+MAX_KEPT = 64
 
 Send = Callable[[str, str], None]
 

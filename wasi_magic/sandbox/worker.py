@@ -175,11 +175,15 @@ class Worker:
                           max_memory: int | None, fuel: bool, cache: str | None) -> dict:
         """Start session ``sid``: a store with ``caps`` (metering fuel if ``fuel``) and an
         instance, kept."""
+        from ..errors import RuntimeFailure
         from ..runtime import default_runtime
-        from .kept import KeptInstance
+        from .kept import MAX_KEPT, KeptInstance
         self._use_cache(cache)
         if sid in self._sessions:
             raise ValueError(f"session {sid} is already running")
+        if len(self._sessions) >= MAX_KEPT:
+            raise RuntimeFailure(f"the sandbox worker already keeps {MAX_KEPT} sessions: close "
+                                 f"some (Session.close(), `%wasi session close NAME`)")
         kept = KeptInstance(default_runtime(), target, caps, max_memory, "session", bool(fuel))
         self._sessions[sid] = kept
         return {"how": kept.how, "compile_seconds": kept.compile_seconds,
