@@ -271,10 +271,11 @@ class Session:
                                               timeout=limits.timeout, stdout=stdout,
                                               stderr=stderr)
             except KeyboardInterrupt as exc:
-                # Interrupt, and the guest was blocked in a host call: the worker was killed.
+                # Interrupt, and the guest was blocked in a host call: the supervisor killed
+                # the worker (or Interrupt came before the cell reached it).
                 self._notice_loss()
-                self.ended = self.ended or "Interrupt restarted its sandbox worker"
-                raise KeyboardInterrupt(f"{exc}; session {self.name!r} ended with it") from None
+                survived = "it goes on" if self.ended is None else "it ended with the worker"
+                raise KeyboardInterrupt(f"{exc}; session {self.name!r}: {survived}") from None
             except RuntimeFailure as exc:
                 if "no such session" in str(exc):
                     self._notice_loss()
