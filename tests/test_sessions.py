@@ -188,14 +188,15 @@ def test_warm_skips_session_cells_and_builds_the_component(tmp_path) -> None:
 
 
 def _wait_dead(pid: int) -> None:
-    """Until ``pid`` has exited (a zombie of the kernel counts: its parent reaps it).
+    """Until ``pid`` has exited and its parent (the kernel) can reap it.
 
-    A killed worker tears down its address space (Wasmtime's large reservations)
-    before it becomes a zombie, which under load takes a while.
+    A killed worker's main thread turns zombie first; the process can be reaped only
+    once every other thread (Wasmtime's, tearing down large reservations) has gone.
     """
     for _ in range(3000):
         try:
-            if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            zombie = "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+            if zombie and len(os.listdir(f"/proc/{pid}/task")) <= 1:
                 return
         except OSError:
             return
@@ -319,9 +320,12 @@ def test_kernel_killed_worker_is_reported_and_not_restarted_silently(kernel) -> 
     _wait_dead(pid)  # gone before the next cell, as after an OOM kill
     after = execute(client, "%%wasi --session k7\nprint(x)")
     lost = _error_lines(after)
-    assert len(lost) == 1, after and "\n" not in lost[0]
+    assert len(lost) == 1 and "\n" not in lost[0], (streams(after, "stdout"),
+                                                     streams(after, "stderr"))
     assert "session 'k7' ended (its sandbox worker was restarted (killed by signal 9" in lost[0]
-    assert "session 'k7' ended" in _error_lines(execute(client, "%%wasi --session k7\nprint(x)"))[0]
+    again = execute(client, "%%wasi --session k7\nprint(x)")
+    assert "session 'k7' ended" in _error_lines(again)[0], (streams(again, "stdout"),
+                                                            streams(again, "stderr"))
     execute(client, "%wasi session reset k7")
     again = execute(client, "%%wasi --session k7\nprint('x' in globals())")
     assert streams(again, "stdout") == "False\n"

@@ -293,7 +293,12 @@ class Session:
         if isinstance(reply, Stopped):
             self.ended = ("the cell was blocked in a host call past its time limit"
                           if reply.why == "timeout" else f"the sandbox worker died ({reply.death})")
-            result.trap = _stopped_text(reply, limits) + f"; session {self.name!r} ended with it"
+            if reply.why == "died" and reply.seconds is None:  # it died before the cell ran
+                result.trap = (f"the sandbox process had died ({reply.death}) before the cell "
+                               f"ran; session {self.name!r} ended with it")
+            else:
+                result.trap = (_stopped_text(reply, limits)
+                               + f"; session {self.name!r} ended with it")
             result.alive, result.ended, result.cell = False, self.ended, self.cells + 1
             self.cells += 1
             return result
