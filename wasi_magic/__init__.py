@@ -35,7 +35,7 @@ _LAZY = {
     "Artifact": "artifact", "BuildProgress": "builder", "build": "builder", "Cache": "cache",
     "cache_dir": "cache", "WasmInfo": "inspect", "inspect_wasm": "inspect",
     "RunResult": "result", "Runtime": "runtime", "default_runtime": "runtime",
-    "load": "sandbox.remote", "run_quick": "quick",
+    "load": "sandbox.remote", "run_quick": "quick", "Session": "sessions",
 }
 
 __version__ = "0.1.0"
@@ -44,7 +44,8 @@ __all__ = [
     "Artifact", "BuildError", "BuildProgress", "Cache", "Capabilities", "CapabilityError",
     "DirGrant", "GuestImportError", "RunResult", "Runtime", "RuntimeFailure", "UsageError",
     "WasiMagicError", "WasmInfo", "build", "cache_dir", "default_runtime", "inspect_wasm",
-    "run", "load", "read_guest_file", "run_quick", "load_ipython_extension", "unload_ipython_extension",
+    "run", "load", "read_guest_file", "run_quick", "Session", "load_ipython_extension",
+    "unload_ipython_extension",
 ]
 
 

@@ -70,6 +70,12 @@ CELL_ARGUMENTS: Arguments = [
                              "modules).")),
     (("--build",), dict(action="store_false", dest="quick",
                         help="Build the cell into its own component (the default mode).")),
+    (("--session",), dict(metavar="NAME",
+                          help="Run the cell in session NAME: a kept sandbox (the quick-mode "
+                               "modules) whose globals, imports and open files carry over to "
+                               "the next cell of NAME. Grants, --max-memory and fuel "
+                               "metering (--fuel) are fixed by its first cell; see "
+                               "%%wasi session list|reset|close.")),
 ]
 
 

@@ -19,6 +19,7 @@ from traitlets import Enum, Float, Unicode
 from . import cli
 from .builder import BuildProgress, build
 from .session import prepare_cell, run_prepared
+from .sessions import Sessions
 from .capabilities import Capabilities, write_host_file
 from .flags import CELL_ARGUMENTS
 from .errors import UsageError, WasiMagicError
@@ -111,6 +112,8 @@ class WasiMagics(Magics):
         super().__init__(shell)
         #: WIT documents stored by ``%%wit NAME`` cells.
         self.wits: dict[str, str] = {}
+        #: Sessions named by ``%%wasi --session NAME`` cells.
+        self.sessions = Sessions()
 
     @magic_arguments()
     @_cell_arguments
@@ -142,6 +145,10 @@ class WasiMagics(Magics):
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options,
                               defaults=self.session_limits())
         status = Status(enabled=not ns.quiet)
+        if ns.session is not None:
+            return self._run_session(cell, caps, limits, ns, status, bool(
+                ns.dir or ns.env or program_args or ns.stdin_file is not None
+                or ns.stdin_text is not None))
         if ns.p1:
             return self._run_p1(cell, caps, limits, ns, status)
         if ns.world or ns.wit:
@@ -174,6 +181,38 @@ class WasiMagics(Magics):
         try:
             result = run_prepared(prepared, caps, stdout=None if ns.out else _writer(stdout),
                                   stderr=None if ns.err else _writer(stderr))
+        except KeyboardInterrupt as exc:
+            raise _stopped(str(exc) or "guest interrupted") from None
+        self._finish(result, ns)
+
+    def _run_session(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
+                     status: Status, grants_given: bool) -> None:
+        """``%%wasi --session NAME``: run the cell in a kept instance (see :mod:`.sessions`)."""
+        from dataclasses import replace
+        if ns.panel:
+            raise UsageError("--panel re-runs a cell in fresh instances, so it cannot drive a "
+                             "session: drop --panel to run the cell in the session, or drop "
+                             "--session to explore grants with the panel.")
+        clash = [flag for flag, given in (("--p1", ns.p1), ("--world", ns.world or ns.wit),
+                                          ("--path", ns.path), ("--build", ns.quick is False),
+                                          ("-o", ns.output)) if given]
+        if clash:
+            raise UsageError(f"--session runs cells in the session sandbox (the quick-mode "
+                             f"modules, no build): it cannot be combined with {', '.join(clash)}.")
+        session = self.sessions.for_cell(ns.session, caps, limits.max_memory,
+                                         grants_given=grants_given,
+                                         memory_given=limits.max_memory is not None,
+                                         fuel=limits.fuel is not None)
+        try:
+            if not session.started:
+                info = session.start(progress=status.progress)
+                status.done(f"wasi: session {session.name} started in "
+                            f"{info['seconds'] * 1000:.0f} ms · {session.grants()} (fixed until "
+                            f"`%wasi session reset {session.name}`)")
+            stdout, stderr = sys.stdout, sys.stderr
+            result = session.run(cell, replace(limits, max_memory=None),
+                                 stdout=None if ns.out else _writer(stdout),
+                                 stderr=None if ns.err else _writer(stderr))
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         self._finish(result, ns)
@@ -305,11 +344,17 @@ class WasiMagics(Magics):
             %wasi inspect PATH.wasm
             %wasi cache info|clear
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
+            %wasi session list | reset NAME | close NAME
             %wasi warm [NOTEBOOK.ipynb ...]
         """
         words = self._words(line)
         if words[:1] == ["config"]:
             return self._config(words[1:])
+        if words[:1] == ["session"]:
+            try:
+                return self._session_command(words[1:])
+            except WasiMagicError as exc:
+                raise _shown(exc) from None
         status = Status()
         try:
             code = cli.execute(words, out=_Forward(sys.stdout), err=_Forward(sys.stderr),
@@ -323,6 +368,26 @@ class WasiMagics(Magics):
             raise _stopped(BUILD_INTERRUPTED if building else str(exc) or "interrupted") from None
         return None if code == 0 else code
 
+
+    def _session_command(self, words: list[str]) -> None:
+        """``%wasi session list | reset NAME | close NAME``."""
+        usage = "usage: %wasi session list | reset NAME | close NAME"
+        if words == ["list"] or not words:
+            lines = [f"{s.name}: {s.state} · {s.cells} cell(s) · {s.grants()}"
+                     for s in self.sessions]
+            print("\n".join(lines) if lines else "wasi: no sessions yet (start one with "
+                                                  "%%wasi --session NAME)")
+            return
+        if len(words) != 2 or words[0] not in ("reset", "close"):
+            raise IPythonUsageError(usage)
+        action, name = words
+        if action == "reset":
+            self.sessions.reset(name)
+            print(f"wasi: session {name} reset: its next cell starts a fresh instance (with "
+                  f"that cell's grants, if it gives any)")
+        else:
+            self.sessions.close(name)
+            print(f"wasi: session {name} closed")
 
     def session_limits(self) -> Limits:
         """The limits every cell starts from (the ``timeout`` and ``max_output`` settings)."""

@@ -5,7 +5,8 @@ wait for a build they did not cause. It finds the ``%%wasi`` cells of
 notebooks, keys them exactly as the magic will (cell body, ``--path`` folders
 resolved against the notebook's folder, which is the kernel's working
 directory), and builds them into the cache; ``--quick`` cells need only the
-quick-mode sandbox, which is always built.
+quick-mode sandbox and ``--session`` cells only the session component, which
+are always built.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
         if source.startswith("%%wasi"):
             line, body = cell_body(source)
             flags = _cell_flags(line, notebook, index)
-            if flags is None or flags.p1:
-                continue
+            if flags is None or flags.p1 or flags.session:
+                continue  # a session cell runs in the session component, built below
             wit = None
             if flags.world:
                 wit = (notebook.parent / flags.wit).read_text(encoding="utf-8") \
@@ -132,6 +133,11 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     built = [build("", quick=True, progress=progress)]
     runtime.component(built[0])  # compiled too, into the compiled-component cache
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
+    from .sessions import session_component
+    built.append(session_component(progress=progress))
+    runtime.component(built[-1])  # compiled too (a session started with --fuel compiles
+    # its fuel-metering form on first use)
+    report(f"session sandbox: {'cached' if built[-1].cached else 'built'}")
     for notebook in _notebooks(targets):
         for cell in wasi_cells(notebook):
             if cell.quick:

@@ -172,6 +172,8 @@ class Sandbox:
         self._warm: "OrderedDict[tuple, tuple]" = OrderedDict()
         #: Workers killed or lost so far (for tests and the curious).
         self.restarts = 0
+        #: How recent workers ended, by pid (sessions that lived in one say why they are gone).
+        self._ends: "OrderedDict[int, str]" = OrderedDict()
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -192,6 +194,7 @@ class Sandbox:
             _require_wasmtime()
         if worker is None or not worker.alive():
             if worker is not None:
+                self._note_end(worker)
                 worker.kill()
             spare, self._spare = self._spare, None
             self._active = worker = spare if spare is not None and spare.alive() else \
@@ -219,6 +222,7 @@ class Sandbox:
 
     def _replace(self, worker: WorkerProcess) -> None:
         """Kill ``worker`` (if it still runs); the spare takes over at the next request."""
+        self._note_end(worker)
         worker.kill()
         self.restarts += 1
         if self._active is worker:
@@ -231,6 +235,26 @@ class Sandbox:
                 if worker is not None:
                     worker.kill()
             self._active = self._spare = None
+
+    def _note_end(self, worker: WorkerProcess) -> None:
+        """Remember how ``worker`` ended, for sessions that lived in it."""
+        ends = self._ends
+        try:
+            # A worker whose pipe closed is exiting on its own: a moment to reap it and
+            # say how it ended (a live one, about to be killed, costs only this wait).
+            worker.proc.wait(timeout=0.01)
+        except subprocess.TimeoutExpired:
+            pass
+        ends[worker.pid] = "killed by the supervisor" if worker.alive() else worker.death()
+        while len(ends) > 64:
+            ends.popitem(last=False)
+
+    def worker_end(self, pid: int) -> str | None:
+        """How the worker with ``pid`` ended, if it did (None: unknown, or still running)."""
+        active = self._active
+        if active is not None and active.pid == pid and not active.alive():
+            return active.death()
+        return self._ends.get(pid)
 
     @property
     def pid(self) -> int | None:

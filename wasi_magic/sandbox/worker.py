@@ -53,6 +53,7 @@ class Worker:
         self._current = 0  # the request being served
         self._guests: dict[int, Any] = {}
         self._guest_ids = itertools.count(1)
+        self._sessions: dict[str, Any] = {}  # session id -> KeptInstance (see .kept)
         store.on_guest_start(lambda deadline: self._send(("started", self._current)))
 
     # --- dispatch -------------------------------------------------------------------------
@@ -165,6 +166,42 @@ class Worker:
         host_runtime().forget()
         preview1.forget()
 
+    # --- sessions: a kept instance per session (see .kept) -------------------------------
+
+    def _do_session_start(self, rid: int, sid: str, target: Any, caps: Any,
+                          max_memory: int | None, fuel: bool, cache: str | None) -> dict:
+        """Start session ``sid``: a store with ``caps`` (metering fuel if ``fuel``) and an
+        instance, kept."""
+        from ..errors import RuntimeFailure
+        from ..runtime import default_runtime
+        from .kept import MAX_KEPT, KeptInstance
+        self._use_cache(cache)
+        if sid in self._sessions:
+            raise ValueError(f"session {sid} is already running")
+        if len(self._sessions) >= MAX_KEPT:
+            raise RuntimeFailure(f"the sandbox worker already keeps {MAX_KEPT} sessions: close "
+                                 f"some (Session.close(), `%wasi session close NAME`)")
+        kept = KeptInstance(default_runtime(), target, caps, max_memory, "session", bool(fuel))
+        self._sessions[sid] = kept
+        return {"how": kept.how, "compile_seconds": kept.compile_seconds,
+                "instantiate_seconds": kept.instantiate_seconds}
+
+    def _do_session_cell(self, rid: int, sid: str, source: str, limits: Any) -> dict:
+        """Run one cell in session ``sid``; the session is dropped if the cell ended it."""
+        from ..errors import RuntimeFailure
+        kept = self._sessions.get(sid)
+        if kept is None:
+            raise RuntimeFailure(f"no such session in this sandbox worker: {sid}")
+        reply = kept.run(source, limits, self._writer(rid, "stdout"), self._writer(rid, "stderr"))
+        if not reply["alive"]:
+            self._sessions.pop(sid, None)
+        return reply
+
+    def _do_session_close(self, rid: int, sid: str) -> None:
+        kept = self._sessions.pop(sid, None)
+        if kept is not None:
+            kept.close()
+
     def _guest(self, gid: int) -> Any:
         from ..errors import RuntimeFailure
         try:
@@ -205,7 +242,10 @@ def main() -> None:
     from .. import runtime  # noqa: F401
     worker = Worker(writer)
     threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
-    writer.send(("ready", 0, {"pid": os.getpid(), "python": sys.version.split()[0]}))
+    try:
+        writer.send(("ready", 0, {"pid": os.getpid(), "python": sys.version.split()[0]}))
+    except BrokenPipeError:  # the supervisor went away while this worker started
+        os._exit(0)
     while True:
         message = requests.get()
         if message is None:
