@@ -272,3 +272,29 @@ def test_binder_turns_jupyterlab_news_off(tmp_path: Path) -> None:
     assert defaults(False)["fetchNews"] == "none"  # JupyterLab asks, with a pop-up
     assert defaults(True) == {"fetchNews": "false", "checkForUpdates": False,
                               "doNotDisturbMode": False}
+
+
+@pytest.mark.parametrize("notebook", ["00-first-cell.ipynb", "01-wasi-preview1.ipynb",
+                                      "02-preview2-components.ipynb", "02b-edge-and-http.ipynb",
+                                      "solutions/02b-edge-and-http-solutions.ipynb"])
+def test_lessons_write_only_into_build(tmp_path: Path, notebook: str) -> None:
+    """Issue 14: everything a lesson writes lands in lessons/build/ (git-ignored)."""
+    import shutil
+
+    import nbclient
+    import nbformat
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "guest_src", repo / "guest_src")
+    shutil.copytree(LESSONS, repo / "lessons",
+                    ignore=shutil.ignore_patterns("build", "__pycache__", ".ipynb_checkpoints"))
+
+    def files() -> set[str]:
+        return {str(p.relative_to(repo)) for p in repo.rglob("*")
+                if "__pycache__" not in p.parts and "build" not in p.relative_to(repo).parts}
+
+    before = files()
+    path = repo / "lessons" / notebook
+    nbclient.NotebookClient(nbformat.read(path, as_version=4), timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    assert files() == before
+    assert (repo / "lessons" / "build").is_dir()
