@@ -105,7 +105,7 @@ def test_stderr_module_right_and_wrong() -> None:
     assert lesson01.stderr_module_problem(p1_module(extra=extra)) == (
         "the module imports wasi_snapshot_preview1.proc_exit; this program needs only "
         "wasi_snapshot_preview1.fd_write.")
-    assert lesson01.stderr_module_problem("(module (func") .startswith(
+    assert lesson01.stderr_module_problem("(module (func").startswith(
         "the text does not assemble: E1_WAT")
     assert lesson01.stderr_module_problem(42) == (
         "E1_WAT should be the WebAssembly text of a module, starting with (module.")
