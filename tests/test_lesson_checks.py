@@ -298,3 +298,45 @@ def test_lessons_write_only_into_build(tmp_path: Path, notebook: str) -> None:
                             resources={"metadata": {"path": str(path.parent)}}).execute()
     assert files() == before
     assert (repo / "lessons" / "build").is_dir()
+
+
+def _cell(notebook: str, marker: str) -> str:
+    """The source of the first code cell of ``notebook`` that contains ``marker``."""
+    import nbformat
+    cells = nbformat.read(LESSONS / notebook, as_version=4).cells
+    return next(c.source for c in cells if c.cell_type == "code" and marker in c.source)
+
+
+def test_lesson01_try_it_answers() -> None:
+    """01's Try-its, applied as their text says, give what their answers say."""
+    import os
+
+    from wasi_magic import CapabilityError, inspect_wasm, run
+    from wasi_magic.preview1 import assemble
+    # "change the first argument of fd_write from 1 to 2": the line arrives on stderr.
+    source = _cell("01-wasi-preview1.ipynb", "%%wasi --p1")
+    edited = source.replace("(call $fd_write (i32.const 1)", "(call $fd_write (i32.const 2)")
+    assert edited != source
+    result = run(assemble(edited.partition("\n")[2]))
+    assert (result.stdout, result.stderr) == ("", "Hello from a WAT cell!\n")
+    # "grant --env HOME": the kernel's own value, and nothing else.
+    args_env = assemble((ROOT / "guest_src" / "p1" / "args_env.wat").read_text())
+    shown = run(args_env, Capabilities.parse(env=["HOME"])).stdout
+    assert f"environ count: 1\nenviron[0]: HOME={os.environ['HOME']}\n" in shown
+    # "grant the folder above as /up": refused, naming the folder and why.
+    with pytest.raises(CapabilityError, match=r"contains the installed wasi_magic package"):
+        Capabilities.parse(dirs=["..::/up"], cwd=LESSONS)
+    # "inspect hello.wat": one import.
+    assert inspect_wasm(ROOT / "guest_src" / "p1" / "hello.wat").imports == (
+        "wasi_snapshot_preview1.fd_write",)
+
+
+def test_lesson02_socket_import_try_it(shared_cache: Path) -> None:
+    """02's Try-it 'add import socket': the imports do not change."""
+    from wasi_magic import inspect_wasm
+    from wasi_magic.sandbox.supervisor import default_sandbox
+    body = _cell("02-preview2-components.ipynb", "-o build/tiny.wasm").partition("\n")[2]
+    plain = build(body).path
+    with_socket = build("import socket\n" + body).path
+    imports = default_sandbox().interface
+    assert inspect_wasm(with_socket, imports).imports == inspect_wasm(plain, imports).imports
