@@ -31,8 +31,12 @@ def verdict(exercise: str, problem: str | None, praise: str) -> None:
 # Exercise 1 ---------------------------------------------------------------------------
 
 def grant_problem(tenant_grant: Callable[[str], Any], plugin: Path | str = BUILD / "plugin.wasm",
-                  tenants: tuple[str, ...] = ("alice", "bob")) -> str | None:
-    """What is wrong with ``tenant_grant`` as a least-privilege grant, or None."""
+                  root: Path = TENANTS, tenants: tuple[str, ...] = ("alice", "bob")) -> str | None:
+    """What is wrong with ``tenant_grant`` as a least-privilege grant, or None.
+
+    ``root`` holds one folder per tenant; ``plugin`` is the lesson's command component
+    that lists ``/data`` and prints each file.
+    """
     from wasi_magic import Capabilities, run
     for tenant in tenants:
         try:
@@ -42,12 +46,12 @@ def grant_problem(tenant_grant: Callable[[str], Any], plugin: Path | str = BUILD
         if not isinstance(caps, Capabilities):
             return (f"tenant_grant({tenant!r}) returned {type(caps).__name__}, not Capabilities: "
                     f"build it with Capabilities.parse(dirs=[...])")
-        folder = (TENANTS / tenant).resolve()
+        folder = (root / tenant).resolve()
         mine = [grant for grant in caps.dirs if grant.host.resolve() == folder]
         others = [grant for grant in caps.dirs if grant.host.resolve() != folder]
         if not mine:
             return (f"the grant for {tenant} does not include {tenant}'s folder "
-                    f"({TENANTS.name}/{tenant}): the plugin would find nothing to read")
+                    f"({root.name}/{tenant}): the plugin would find nothing to read")
         if others:
             return (f"the grant for {tenant} also opens {others[0].host}: a plugin for {tenant} "
                     f"must see only {tenant}'s folder")
@@ -74,6 +78,25 @@ def check_tenant_grant(tenant_grant: Callable[[str], Any]) -> None:
 
 # Exercise 2 ---------------------------------------------------------------------------
 
+_COMPILED: dict[tuple[str, float], tuple[Any, Any]] = {}
+
+
+def _compiled(plugin: Path) -> tuple[Any, Any]:
+    """(engine, component) for ``plugin``, compiled once per process with Winch (fast to compile)."""
+    import wasmtime
+    from wasmtime import component
+
+    from wasi_magic.sandbox import shim
+
+    key = (str(plugin.resolve()), plugin.stat().st_mtime)
+    if key not in _COMPILED:
+        config = wasmtime.Config()
+        shim.use_winch(config)
+        engine = wasmtime.Engine(config)
+        _COMPILED[key] = engine, component.Component.from_file(engine, str(plugin))
+    return _COMPILED[key]
+
+
 def host_problem(make_host: Callable[[dict, list], dict],
                  plugin: Path | str = BUILD / "counter.wasm", calls: int = 3) -> str | None:
     """What is wrong with ``make_host``'s log/get/set for counter.wasm, or None.
@@ -84,14 +107,13 @@ def host_problem(make_host: Callable[[dict, list], dict],
     import wasmtime
     from wasmtime import component
 
+    engine, counter = _compiled(Path(plugin))
     values: dict[str, str] = {}
     lines: list[str] = []
     functions = make_host(values, lines)
     if not isinstance(functions, dict) or set(functions) != {"log", "get", "set"}:
         got = sorted(functions) if isinstance(functions, dict) else type(functions).__name__
         return f"make_host must return a dict with the keys 'log', 'get' and 'set', not {got}"
-    engine = wasmtime.Engine()
-    counter = component.Component.from_file(engine, str(plugin))
     linker = component.Linker(engine)
     linker.add_wasip2()
     with linker.root() as root:

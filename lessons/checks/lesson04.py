@@ -82,20 +82,24 @@ SAMPLE = [
 ]
 
 
-def _fresh_folders() -> tuple[Path, Path]:
-    """An input folder holding logs.json and an empty output folder, under build/checks."""
-    shutil.rmtree(WORK, ignore_errors=True)
-    logs, reports = WORK / "logs", WORK / "reports"
+def _fresh_folders(work: Path) -> tuple[Path, Path]:
+    """An input folder holding logs.json and an empty output folder, under ``work``."""
+    shutil.rmtree(work, ignore_errors=True)
+    logs, reports = work / "logs", work / "reports"
     logs.mkdir(parents=True)
     reports.mkdir()
     (logs / "logs.json").write_text("".join(json.dumps(entry) + "\n" for entry in SAMPLE))
     return logs, reports
 
 
-def grant_problem(grant_for: Any, component: Path | str = BUILD / "log-analyzer.wasm") -> str | None:
-    """What is wrong with ``grant_for(logs, reports)`` as the analyzer's grant, or None."""
+def grant_problem(grant_for: Any, component: Path | str = BUILD / "log-analyzer.wasm",
+                  work: Path = WORK) -> str | None:
+    """What is wrong with ``grant_for(logs, reports)`` as the analyzer's grant, or None.
+
+    The check makes two folders under ``work`` (emptied first) and runs ``component``.
+    """
     from wasi_magic import Capabilities, run
-    logs, reports = _fresh_folders()
+    logs, reports = _fresh_folders(work)
     try:
         caps = grant_for(logs, reports)
     except Exception as exc:  # the student's code: say what it raised
