@@ -6,7 +6,7 @@ Each line is an object with ``timestamp`` (ISO 8601, one to a few hundred
 milliseconds apart), ``level`` (mostly INFO), ``service``, ``message`` and,
 for request lines, ``duration_ms`` (log-normal, with a slow tail past
 1000 ms). A few lines are broken on purpose, in the ways real logs break: cut
-off mid-write, a field missing, a non-object line.
+off mid-write, a field missing, a line that is not an object.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def broken(rng: random.Random, line: str) -> str:
         return line[: len(line) // 2]                       # cut off mid-write
     if kind == 1:
         return line.replace('"level"', '"lvl"', 1)          # a field renamed by an old writer
-    return json.dumps(["not", "an", "object"])              # something else entirely
+    return json.dumps("log rotated")                        # not an object at all
 
 
 def generate(lines: int = 100_000, seed: int = 7, malformed: int = 5) -> list[str]:
