@@ -92,6 +92,7 @@ def _builder_digest(quick: bool) -> "hashlib._Hash":
         sys.version,  # the host's stdlib decides which helper modules are included
         guest.RUNNER_PATH.read_text(encoding="utf-8"),
         guest.SHARED_PATH.read_text(encoding="utf-8"),
+        guest.STDLIB_PATH.read_text(encoding="utf-8"),
         Path(guest.__file__).read_text(encoding="utf-8"),
         (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
         (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),

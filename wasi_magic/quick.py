@@ -2,7 +2,9 @@
 
 Building a cell takes seconds; quick mode skips it. The quick-mode sandbox is
 a ``wasi:cli`` command that componentize-py built once with a broad set of
-standard-library modules (:data:`wasi_magic.guest.QUICK_MODULES`); the source
+standard-library modules imported (:data:`wasi_magic.guest.QUICK_MODULES`) and
+every other pure-Python standard-library module compiled into its snapshot
+(``_guest/wasi_magic_stdlib.py``); the source
 to run is handed to it at run time in the environment variable
 ``WASI_MAGIC_SOURCE``, which the guest removes before running it. Every run
 is a fresh instance, so nothing leaks between cells, and the capabilities and
