@@ -794,14 +794,15 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
     measure_into(quick, many, lambda: quick_edited(shell, workload, next(nonces)))
     measure_into(results.new("quick_api", "quick mode: run_quick() API, no IPython (context)"),
                  many, lambda: quick_api(workload, next(nonces)))
-    samples = quick_rss_growth(results, shell, workload, nonces, args.memory_runs)
-    results.facts["memory_runs"] = args.memory_runs
-    results.facts["quick_rss_samples"] = [{"runs": n, "rss_bytes": rss} for n, rss in samples]
-    log("quick mode, first run after a restart...")
-    restart_scenario(results.new("restart_quick", "quick mode: first run after restart"),
-                     quick_cell(workload, "restart"), default_cache().root,
-                     scratch / "restart-quick.ipy", args.restart_reps,
-                     {"build": "quick", "component": "deserialized"})
+    if args.only == "all":
+        samples = quick_rss_growth(results, shell, workload, nonces, args.memory_runs)
+        results.facts["memory_runs"] = args.memory_runs
+        results.facts["quick_rss_samples"] = [{"runs": n, "rss_bytes": rss} for n, rss in samples]
+        log("quick mode, first run after a restart...")
+        restart_scenario(results.new("restart_quick", "quick mode: first run after restart"),
+                         quick_cell(workload, "restart"), default_cache().root,
+                         scratch / "restart-quick.ipy", args.restart_reps,
+                         {"build": "quick", "component": "deserialized"})
 
     log("the same code natively, in python -c and in a P1 interpreter...")
     expected_here = host_expected(workload)
@@ -833,6 +834,8 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
             return run.seconds
 
         measure_into(results.new("p1", label), many, p1_once)
+    if args.only == "per-run":
+        return
 
     build_vs_naive(results, shell, workload, scratch, reps)
 
@@ -878,6 +881,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="fresh processes for each first-run-after-restart (default 5)")
     parser.add_argument("--memory-runs", type=int, default=MEMORY_RUNS,
                         help=f"consecutive quick-mode runs for RSS growth (default {MEMORY_RUNS})")
+    parser.add_argument("--only", choices=("all", "per-run"), default="all",
+                        help="per-run: only the per-run rows (IPython, quick mode, native, "
+                             "python -c, the P1 interpreter), in about a minute (default all)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where to write the results (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)
