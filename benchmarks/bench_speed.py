@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -62,6 +63,7 @@ DEFAULT_JSON = HERE / "results" / "speed.json"
 TARGET_QUICK = 0.030           # seconds: a quick-mode run of an edited cell, end to end
 TARGET_BUILD_RATIO = 0.5       # build-mode edited cell / naive pipeline (medians)
 TARGET_P1_SPEEDUP = 10.0       # P1 interpreter per run / quick mode per run
+TARGET_BACKGROUND_OUTPUT = 0.050  # seconds: build-mode edited cell to its output (issue 14)
 TARGET_COMPUTE_RATIO = 4.0     # CPU-bound cell: wasm (Winch) / native CPython
 TARGET_RSS_GROWTH = 50e6       # bytes of host RSS growth over MEMORY_RUNS quick-mode runs
 
@@ -422,6 +424,91 @@ def build_vs_naive(results: Results, shell: Any, workload: Workload, scratch: Pa
         pair.reverse()  # alternate which goes first, so slow drift affects both alike
 
 
+# --------------------------------------------------------------------------- background builds
+
+
+class KernelCells:
+    """A real ipykernel (through jupyter_client): run cells, time their first output."""
+
+    def __init__(self, cwd: Path) -> None:
+        from jupyter_client.manager import start_new_kernel
+        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(cwd),
+                                                     env=dict(os.environ))
+        self.run("%load_ext wasi_magic")
+
+    def run(self, code: str, timeout: float = 900) -> tuple[float | None, str, list[dict]]:
+        """Execute ``code``: (seconds from the request to its first stdout, stdout, messages)."""
+        started = time.perf_counter()
+        msg_id = self.client.execute(code)
+        first, out, messages = None, [], []
+        while True:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return first, "".join(out), messages
+            messages.append(msg)
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                if first is None:
+                    first = time.perf_counter() - started
+                out.append(msg["content"]["text"])
+            if msg["msg_type"] == "error":
+                raise BenchmarkError(f"kernel error: {msg['content']['evalue']}")
+
+    def value(self, expression: str) -> Any:
+        """A JSON value computed in the kernel."""
+        _, out, _ = self.run(f"import json; print(json.dumps({expression}))")
+        return json.loads(out)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)
+
+
+#: Parts of a build-mode edited cell with background builds on.
+BACKGROUND_PARTS = ("componentize-py in the background (nice 10)",
+                    "compile in the background (nice 10)")
+
+
+def background_scenarios(results: Results, workload: Workload, scratch: Path, reps: int) -> None:
+    """Build mode, edited cell, in a real kernel: time to output with background builds on
+    and off (taking turns), and how long the component itself takes to be built behind."""
+    on = results.new("background_on", "build mode, kernel: time to output, background on")
+    off = results.new("background_off", "build mode, kernel: time to output, background off")
+    ready = results.new("background_ready", "build mode, kernel: component built behind",
+                        BACKGROUND_PARTS)
+    kernel = KernelCells(workload.data_dir.parent)
+    try:
+        kernel.run(quick_cell(workload, "load"))  # the runner loaded in the worker
+        # ... and asked once (per kernel) which modules it has
+        kernel.run("from wasi_magic.quick import built_sandbox, runner_modules\n"
+                   "runner_modules(built_sandbox())")
+        log(f"build mode in a kernel, background builds on/off, taking turns, {reps} reps...")
+        for rep in range(reps):
+            for setting in (("on", "off") if rep % 2 == 0 else ("off", "on")):
+                kernel.run(f"%wasi config --background-builds {setting}")
+                cell = workload.cell(f"background {setting} {rep} {uuid.uuid4().hex}")
+                seconds, out, _ = kernel.run(cell)
+                expect(f"build mode, background {setting}", out, "", core.EXPECTED_STDOUT)
+                steps = kernel.value("R.steps")
+                wanted = "runner" if setting == "on" else "built"
+                if steps.get("build") != wanted:
+                    raise BenchmarkError(f"background {setting}: the cell took {steps}")
+                (on if setting == "on" else off).add(seconds)
+                if setting == "on":
+                    started = time.perf_counter()
+                    kernel.run("from wasi_magic.background import default_builder\n"
+                               "default_builder().wait()")
+                    total = time.perf_counter() - started
+                    build = kernel.value("R.pending.result().build_seconds")
+                    ready.add(total, {BACKGROUND_PARTS[0]: build,
+                                      BACKGROUND_PARTS[1]: max(total - build, 0.0)})
+                log(f"  background {setting}: output after {format_seconds(seconds)}")
+        kernel.run("%wasi config --background-builds on")
+    finally:
+        kernel.close()
+
+
 # --------------------------------------------------------------------------- unchanged cell
 
 
@@ -653,6 +740,7 @@ def verdicts(results: Results) -> list[Verdict]:
     p1_guest = ratio(m("p1_pair"), results.part_median("quick_pair", QUICK_PARTS[0]))
     compute = ratio(m("compute_winch"), m("compute_native"))
     quick, growth = m("quick_edited"), m("rss_growth")
+    background, ready = m("background_on"), ratio(m("background_ready"), m("naive"))
     runs = results.facts.get("memory_runs", MEMORY_RUNS)
 
     def show(value: float | None, fmt: Callable[[float], str]) -> str:
@@ -669,6 +757,15 @@ def verdicts(results: Results) -> list[Verdict]:
                 f"against run_quick() without IPython: {show(p1_api, '{:.1f}x'.format)}; "
                 f"against quick mode's own instantiate + run: {show(p1_guest, '{:.1f}x'.format)})",
                 higher_is_better=True),
+        Verdict("background_on", "build mode in a kernel, time to output (background on)",
+                background, TARGET_BACKGROUND_OUTPUT,
+                f"{show(background, format_seconds)} (target <= "
+                f"{TARGET_BACKGROUND_OUTPUT * 1000:.0f} ms; background off: "
+                f"{show(m('background_off'), format_seconds)})"),
+        Verdict("background_ready", "component built behind / naive pipeline", ready,
+                TARGET_BUILD_RATIO, f"{show(ready, '{:.2f}'.format)} (target <= "
+                                    f"{TARGET_BUILD_RATIO}; componentize-py alone: "
+                                    f"{show(results.part_median('background_ready', BACKGROUND_PARTS[0]), format_seconds)})"),
         Verdict("compute_winch", "guest compute, wasm (Winch) / native", compute,
                 TARGET_COMPUTE_RATIO,
                 f"{show(compute, '{:.2f}x'.format)} (target <= {TARGET_COMPUTE_RATIO:.0f}x)"),
@@ -681,7 +778,9 @@ def verdicts(results: Results) -> list[Verdict]:
 SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("EDITED CELL (a new source each rep)", [
         ("quick_edited", f"<= {TARGET_QUICK * 1000:.0f} ms"), ("quick_api", ""),
-        ("build_edited", f"<= {TARGET_BUILD_RATIO} x naive"), ("naive", "")]),
+        ("build_edited", f"<= {TARGET_BUILD_RATIO} x naive"), ("naive", ""),
+        ("background_on", f"<= {TARGET_BACKGROUND_OUTPUT * 1000:.0f} ms"), ("background_off", ""),
+        ("background_ready", f"<= {TARGET_BUILD_RATIO} x naive")]),
     ("UNCHANGED CELL", [
         ("rerun", f"(issue 1: <= {core.TARGET_WARM * 1000:.0f} ms)"),
         ("restart_build", f"(issue 1: <= {core.TARGET_RESTART * 1000:.0f} ms)"),
@@ -856,6 +955,9 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
         return
 
     build_vs_naive(results, shell, workload, scratch, reps)
+    background_scenarios(results, workload, scratch, reps)
+    if args.only == "edited":
+        return
 
     warm_cache = scratch / "cache-warm"
     cell = workload.cell("unchanged")
@@ -899,9 +1001,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="fresh processes for each first-run-after-restart (default 5)")
     parser.add_argument("--memory-runs", type=int, default=MEMORY_RUNS,
                         help=f"consecutive quick-mode runs for RSS growth (default {MEMORY_RUNS})")
-    parser.add_argument("--only", choices=("all", "per-run"), default="all",
+    parser.add_argument("--only", choices=("all", "per-run", "edited"), default="all",
                         help="per-run: only the per-run rows (IPython, quick mode, native, "
-                             "python -c, the P1 interpreter), in about a minute (default all)")
+                             "python -c, the P1 interpreter), in about a minute; edited: those, "
+                             "then build mode against the naive pipeline and in a kernel with "
+                             "background builds on and off (default all)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
                         help=f"where to write the results (default {DEFAULT_JSON})")
     args = parser.parse_args(argv)

@@ -38,10 +38,12 @@ class PreparedCell:
     #: How the worker got the compiled program: 'compiled', 'deserialized' or 'memory'.
     how: str
     strategy: str
+    #: A build-mode cell run in the quick-mode sandbox while its component is built.
+    as_build: bool = False
 
     def guest_capabilities(self, caps: Capabilities) -> Capabilities:
         """What the guest is given for ``caps``: in quick mode, plus the cell's source."""
-        return with_source(caps, self.source) if self.quick else caps
+        return with_source(caps, self.source, as_build=self.as_build) if self.quick else caps
 
     @property
     def build_step(self) -> str:

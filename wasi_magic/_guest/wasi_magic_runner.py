@@ -23,6 +23,10 @@ from componentize_py_types import Err
 from wit_world import exports
 
 _SOURCE_VAR = "WASI_MAGIC_SOURCE"
+#: Set (quick mode) when a build-mode cell runs here while its own component is built:
+#: a missing module is then reported exactly as the built component would report it.
+_AS_BUILD_VAR = "WASI_MAGIC_AS_BUILD"
+_as_build = False
 
 
 def _remember(source: str) -> None:
@@ -37,6 +41,8 @@ class _NotInSandbox:
     def find_spec(name, path=None, target=None):
         if "." in name and name.partition(".")[0] in sys.modules:
             return None
+        if _as_build:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         top = name.partition(".")[0]
         if top in sys.stdlib_module_names:
             raise ModuleNotFoundError(
@@ -78,7 +84,9 @@ def _cell_code():
     """The code to run: compiled at build time, or (quick mode) from the environment."""
     if _CODE is not None:
         return _CODE
+    global _as_build
     source = os.environ.pop(_SOURCE_VAR, "")
+    _as_build = os.environ.pop(_AS_BUILD_VAR, None) == "1"
     _remember(source)
     return compile(source, _cell.FILENAME, "exec", dont_inherit=True)
 

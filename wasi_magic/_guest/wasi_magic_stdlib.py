@@ -25,6 +25,8 @@ SKIPPED = frozenset({
 
 #: module name -> (is a package, origin as the build saw it, zlib(marshal(code))).
 _modules = {}
+#: module name -> the modules its top-level code imports outside any ``try`` block.
+_imports = {}
 
 
 def _module_name(relative):
@@ -50,7 +52,32 @@ def collect(root):
                     code = compile(handle.read(), path, "exec", dont_inherit=True)
             except (SyntaxError, ValueError, OSError, UnicodeDecodeError):
                 continue  # not a module this interpreter can load
-            _modules[name] = (file == "__init__.py", path, zlib.compress(marshal.dumps(code), 6))
+            package = file == "__init__.py"
+            _modules[name] = (package, path, zlib.compress(marshal.dumps(code), 6))
+            _imports[name] = _hard_imports(code, name if package else name.rpartition(".")[0])
+
+
+def _hard_imports(code, package):
+    """The modules ``code`` imports at its top level, outside any ``try`` block (an import
+    that can fail there is a module that cannot be imported)."""
+    import dis
+    try:
+        guarded = [(entry.start, entry.end) for entry in dis.Bytecode(code).exception_entries]
+    except Exception:  # noqa: BLE001 - no table: count every import
+        guarded = []
+    found = []
+    before = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME" and \
+                not any(start <= instruction.offset < end for start, end in guarded):
+            level = before[-2].argval if len(before) >= 2 else 0
+            target = instruction.argval
+            if isinstance(level, int) and level > 0:
+                base = package.rsplit(".", level - 1)[0] if level > 1 else package
+                target = f"{base}.{target}" if target else base
+            found.append(target)
+        before.append(instruction)
+    return tuple(found)
 
 
 class StdlibLoader:
@@ -94,8 +121,29 @@ class StdlibFinder:
 
 
 def available():
-    """Every module name quick mode can import: imported at build time, or in the snapshot."""
-    return sorted(set(sys.modules) | set(_modules))
+    """Every module name quick mode can import: imported at build time, or in the snapshot
+    and importing (at its top level) only modules that are there too."""
+    verdicts = {}
+
+    def importable(name, seen):
+        if name in sys.modules or name in sys.builtin_module_names:
+            return True
+        if name not in _modules:
+            return False
+        if name in verdicts:
+            return verdicts[name]
+        if name in seen:
+            return True  # an import cycle: decided by its other members
+        seen.add(name)
+        parent = name.rpartition(".")[0]
+        verdict = (not parent or importable(parent, seen)) and all(
+            all(importable(".".join(dep.split(".")[:i + 1]), seen)
+                for i in range(dep.count(".") + 1))
+            for dep in _imports.get(name, ()))
+        verdicts[name] = verdict
+        return verdict
+
+    return sorted(set(sys.modules) | {name for name in _modules if importable(name, set())})
 
 
 def install():
