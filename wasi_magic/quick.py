@@ -94,7 +94,7 @@ def runner_modules(artifact: Artifact, sandbox: Any = None) -> frozenset[str]:
     try:
         names = frozenset(json.loads(result.stdout))
     except ValueError:
-        names = frozenset()  # an older sandbox: no cell runs in it on behalf of build mode
+        return frozenset()  # no answer (the worker restarted?): build mode waits; ask again later
     _modules[artifact.sha256] = names
     return names
 
