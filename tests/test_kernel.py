@@ -31,7 +31,9 @@ def test_cell_output_streams_into_the_notebook(kernel) -> None:
     displays = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
     assert displays, [m["msg_type"] for m in messages]
     final = displays[-1]["content"]["data"]["text/plain"]
-    assert final.startswith("wasi: ") and "MiB" in final
+    # Built (or cached) first, or, not built yet, run in the quick-mode runner while it is
+    # built behind (tests/test_background.py).
+    assert final.startswith("wasi: ") and ("MiB" in final or "ran in the runner" in final), final
     assert not [m for m in messages if m["msg_type"] == "error"]
 
 

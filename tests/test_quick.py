@@ -144,3 +144,86 @@ def test_the_one_cell_pipeline_serves_both_modes(quick_ready, probe) -> None:
     assert again == ["built ['x']\n"] * 2
     with pytest.raises(BuildError):
         run_cell("print(", quick=True)
+
+
+# --- the whole standard library (issue 14, item 2) ------------------------------------------
+
+BEYOND_THE_PRELOADED = (
+    "import email.message, tomllib, unittest, wave, configparser, zoneinfo, pydoc, shelve\n"
+    "from wasi_magic_stdlib import available\n"
+    "m = email.message.EmailMessage(); m['To'] = 'a@example.org'\n"
+    "print(m['To'], tomllib.loads('a = 1'), 'email.message' in available())\n"
+    "print(email.__file__.startswith('/python/'), unittest.TestCase.__name__)\n")
+
+
+def test_any_pure_python_stdlib_module_imports(sandbox_component) -> None:
+    from wasi_magic.guest import QUICK_MODULES
+    assert "email" not in QUICK_MODULES and "tomllib" not in QUICK_MODULES  # not preloaded
+    result = run_quick(BEYOND_THE_PRELOADED)
+    assert result.stdout == "a@example.org {'a': 1} True\nTrue TestCase\n", result.stderr
+
+
+def test_stdlib_modules_the_wasi_build_lacks_say_so(sandbox_component) -> None:
+    result = run_quick("import json\nimport ctypes\n")
+    assert "No module named '_ctypes': it is part of CPython's standard library, but not of " \
+           "the WebAssembly (WASI) build" in result.stderr
+    assert 'File "<cell>", line 2' in result.stderr
+    assert "wasi_magic" not in result.stderr  # neither the runner nor the stdlib loader
+    assert "not of the WebAssembly" in run_quick("import readline").stderr
+
+
+def test_errors_inside_a_snapshot_module_keep_its_frame(sandbox_component) -> None:
+    result = run_quick("import tomllib\ntomllib.loads('a = ')\n")
+    assert 'File "<cell>", line 2' in result.stderr and "tomllib" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("tomllib.TOMLDecodeError")
+    assert "wasi_magic" not in result.stderr
+
+
+HOST_VIEW = """
+import os, sys, json
+seen = {}
+for path in ("/", "/python", "/python/json", "/0", "/bundled", "."):
+    try:
+        seen[path] = sorted(os.listdir(path))
+    except OSError as exc:
+        seen[path] = type(exc).__name__
+for path in (json.__file__, "/python/json/__init__.py", "/python/wasi_magic_stdlib.py"):
+    try:
+        open(path, "rb").close()
+        seen[path] = "READ"
+    except OSError as exc:
+        seen[path] = type(exc).__name__
+try:
+    open("/python/planted.py", "w").write("x = 1")
+    seen["write"] = "WROTE"
+except OSError as exc:
+    seen["write"] = type(exc).__name__
+import email.message
+seen["files"] = sorted({str(getattr(m, "__file__", None)) for m in list(sys.modules.values())})
+seen["path"] = sys.path
+print(json.dumps(seen))
+"""
+
+
+def test_the_stdlib_is_no_mount_and_reveals_no_host_path(sandbox_component, sandbox: Path) -> None:
+    """The stdlib lives in the snapshot: no guest-visible folder, nothing writable, and no
+    string in the guest names a host path (a battery case for quick mode)."""
+    import componentize_py
+    from wasi_magic.cache import default_cache
+    for grants in (Capabilities.parse(cwd=sandbox),
+                   Capabilities.parse(["data::/data::ro"], cwd=sandbox)):
+        result = run_quick(HOST_VIEW, grants)
+        assert result.status == 0, result.stderr
+        seen = json.loads(result.stdout)
+        for path in ("/", "/python", "/python/json", "/0", "/bundled", "/python/json/__init__.py",
+                     "/python/wasi_magic_stdlib.py"):
+            assert seen[path] in ("FileNotFoundError", "PermissionError", "NotCapableError"), \
+                (path, seen[path])
+        assert seen["write"] in ("FileNotFoundError", "PermissionError"), seen["write"]
+        text = result.stdout
+        for host in {str(Path.home()), str(default_cache().root), str(sandbox),
+                     str(Path(componentize_py.__file__).parent), os.path.realpath(os.sys.prefix),
+                     os.getcwd()}:
+            assert host not in text, host
+    assert "hello file" in run_quick("print(open('/data/input.txt').read())",
+                                     Capabilities.parse(["data::/data::ro"], cwd=sandbox)).stdout

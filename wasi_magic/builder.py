@@ -10,6 +10,7 @@ the cell source, the guest runner, the WIT world, the contents of every
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from . import guest, worlds
 from .artifact import Artifact
@@ -39,6 +40,20 @@ _STATS_FILE = "build-stats.json"
 BUILD_LOG = "builds.log"
 _COMPONENTIZE = ("import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
                  "sys.exit(componentize_py.script())")
+#: The same, for a background build: at low CPU priority, and (on Linux) ended by the
+#: kernel if the thread that started it dies, so a killed kernel leaves no orphan build.
+_COMPONENTIZE_BACKGROUND = (
+    "import os, sys, signal\n"
+    "parent = int(sys.argv.pop(1))\n"
+    "os.nice(int(sys.argv.pop(1)))\n"
+    "try:\n"
+    "    import ctypes\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "except Exception:\n"
+    "    pass\n"
+    "if os.getppid() != parent:\n"
+    "    sys.exit(1)\n"
+    + _COMPONENTIZE.replace("; ", "\n"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,58 @@ ProgressCallback = Callable[[BuildProgress], None]
 
 _memo: dict[str, Artifact] = {}
 _memo_lock = threading.Lock()
+#: Builds under way in this process, by cache key: a second build() of the same cell
+#: waits for the first (a background build, or another thread) instead of repeating it.
+_inflight: dict[str, threading.Event] = {}
+#: The componentize-py processes running now (so that a shutdown can end them).
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+_priority = threading.local()
+
+
+@contextlib.contextmanager
+def low_priority(niceness: int = 10) -> Iterator[None]:
+    """Builds started by this thread inside the block run at CPU niceness ``niceness``."""
+    _priority.niceness = niceness
+    try:
+        yield
+    finally:
+        _priority.niceness = 0
+
+
+def stop_running_builds() -> int:
+    """Kill every componentize-py process this process started; how many there were.
+
+    Nothing half-built reaches the cache: components enter it by an atomic rename,
+    after componentize-py has finished.
+    """
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    return len(procs)
+
+
+@contextlib.contextmanager
+def tracked(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Count ``proc`` among the builds :func:`stop_running_builds` ends, while it runs."""
+    with _running_lock:
+        _running.add(proc)
+    try:
+        yield proc
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+
+
+def running_build_pids() -> list[int]:
+    """The process ids of the componentize-py builds running now."""
+    with _running_lock:
+        return sorted(proc.pid for proc in _running)
 
 
 def componentize_py_version() -> str:
@@ -92,6 +159,7 @@ def _builder_digest(quick: bool) -> "hashlib._Hash":
         sys.version,  # the host's stdlib decides which helper modules are included
         guest.RUNNER_PATH.read_text(encoding="utf-8"),
         guest.SHARED_PATH.read_text(encoding="utf-8"),
+        guest.STDLIB_PATH.read_text(encoding="utf-8"),
         Path(guest.__file__).read_text(encoding="utf-8"),
         (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
         (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),
@@ -181,15 +249,65 @@ def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
         known = _memo.get(memo_key)
     if known is not None and known.path.exists():
         return replace(known, cached=True)
-    entry = cache.get("builds", key, ".wasm")
-    if entry is not None:
-        artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
-                            float(entry.meta.get("build_seconds", 0.0)), True, name, world)
-    else:
-        artifact = make()
+    while True:
+        entry = cache.get("builds", key, ".wasm")
+        if entry is not None:
+            artifact = Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
+                                float(entry.meta.get("build_seconds", 0.0)), True, name, world)
+            break
+        with _memo_lock:
+            other = _inflight.get(memo_key)
+            if other is None:
+                mine = _inflight[memo_key] = threading.Event()
+        if other is not None:
+            # The same component is being built (in the background, or by another
+            # thread): wait for it, then take it from the cache (or build it, if that
+            # build failed or was stopped). Interrupt stops the wait, not that build.
+            while not other.wait(0.1):
+                pass
+            continue
+        try:
+            artifact = make()
+        finally:
+            with _memo_lock:
+                _inflight.pop(memo_key, None)
+            mine.set()
+        break
     with _memo_lock:
         _memo[memo_key] = artifact
     return artifact
+
+
+def cached_artifact(source: str, *, paths: Iterable[str | os.PathLike[str]] = (),
+                    cache: Cache | None = None,
+                    cwd: str | os.PathLike[str] | None = None) -> Artifact | None:
+    """The built component of a cell, if this process or the cache has it; never builds."""
+    cache = cache if cache is not None else default_cache()
+    folders = _resolve_paths(paths, Path(cwd) if cwd is not None else Path.cwd())
+    return cached_artifact_by_key(build_key(source, folders), "cell.wasm", cache)
+
+
+def cached_artifact_by_key(key: str, name: str, cache: Cache | None = None) -> Artifact | None:
+    """The component cached under ``key``, from this process's memo or the disk cache."""
+    cache = cache if cache is not None else default_cache()
+    with _memo_lock:
+        known = _memo.get(f"{cache.root}:{key}:{name}")
+    if known is not None and known.path.exists():
+        return replace(known, cached=True)
+    entry = cache.get("builds", key, ".wasm")
+    if entry is None:
+        return None
+    return Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
+                    float(entry.meta.get("build_seconds", 0.0)), True, name, None)
+
+
+def building(source: str, *, paths: Iterable[str | os.PathLike[str]] = (),
+             cache: Cache | None = None, cwd: str | os.PathLike[str] | None = None) -> bool:
+    """True while this process builds the component of ``source`` (e.g. in the background)."""
+    cache = cache if cache is not None else default_cache()
+    folders = _resolve_paths(paths, Path(cwd) if cwd is not None else Path.cwd())
+    with _memo_lock:
+        return f"{cache.root}:{build_key(source, folders)}:cell.wasm" in _inflight
 
 
 def forget_memo() -> None:
@@ -250,7 +368,12 @@ def _componentize(generated: guest.GuestSource, folders: tuple[Path, ...], key: 
             (app / file).write_text(text, encoding="utf-8")
         wit_path = wit(work)
         out = work / "component.wasm"
-        command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
+        niceness = getattr(_priority, "niceness", 0)
+        if niceness:
+            command = [sys.executable, "-c", _COMPONENTIZE_BACKGROUND, str(os.getpid()),
+                       str(niceness), "-q", "-d", str(wit_path)]
+        else:
+            command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
         if world:
             command += ["-w", world]
         command += ["componentize", "-p", str(app)]
@@ -296,6 +419,8 @@ def _run_componentize(command: list[str], work: Path, started: float,
         # half-way on its own.
         proc = subprocess.Popen(command, cwd=work, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with _running_lock:
+            _running.add(proc)
         try:
             while True:
                 try:
@@ -309,6 +434,9 @@ def _run_componentize(command: list[str], work: Path, started: float,
             proc.kill()
             proc.wait()
             raise
+        finally:
+            with _running_lock:
+                _running.discard(proc)
     return log_path.read_text(encoding="utf-8", errors="replace")
 
 

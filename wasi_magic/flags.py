@@ -66,8 +66,8 @@ CELL_ARGUMENTS: Arguments = [
                      help="The cell is WebAssembly text (WAT): assemble it and run it as a "
                           "WASI Preview 1 core module.")),
     (("--quick",), dict(action="store_true", default=None,
-                        help="Run in the quick-mode sandbox (no build; a fixed set of stdlib "
-                             "modules).")),
+                        help="Run in the quick-mode sandbox (no build; the standard library "
+                             "only).")),
     (("--build",), dict(action="store_false", dest="quick",
                         help="Build the cell into its own component (the default mode).")),
     (("--session",), dict(metavar="NAME",

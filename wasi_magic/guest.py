@@ -30,6 +30,9 @@ RUNNER_PATH = Path(__file__).with_name("_guest") / f"{APP_MODULE}.py"
 #: Guest helpers shared by the cell runner and the world app (preload, sliced sleep).
 SHARED_MODULE = "wasi_magic_guest"
 SHARED_PATH = Path(__file__).with_name("_guest") / f"{SHARED_MODULE}.py"
+#: Quick mode's standard library, compiled into the snapshot (see the module).
+STDLIB_MODULE = "wasi_magic_stdlib"
+STDLIB_PATH = Path(__file__).with_name("_guest") / f"{STDLIB_MODULE}.py"
 
 #: Always in the component: what tracebacks, text I/O and common codecs need
 #: at run time, so that reading a latin-1 file or printing a traceback never
@@ -285,4 +288,6 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>", 
     )
     files = {f"{CELL_MODULE}.py": cell, f"{APP_MODULE}.py": RUNNER_PATH.read_text(encoding="utf-8"),
              f"{SHARED_MODULE}.py": SHARED_PATH.read_text(encoding="utf-8")}
+    if quick:
+        files[f"{STDLIB_MODULE}.py"] = STDLIB_PATH.read_text(encoding="utf-8")
     return GuestSource(files=files, imports=tuple(refs))

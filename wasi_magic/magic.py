@@ -14,7 +14,7 @@ from typing import Any
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Enum, Float, Unicode
+from traitlets import Bool, Enum, Float, Unicode
 
 from . import cli
 from .builder import BuildProgress, build
@@ -108,6 +108,11 @@ class WasiMagics(Magics):
                          help="Default cap on what one output stream keeps, e.g. 64KiB or 4MiB; "
                               "--max-output overrides it.").tag(config=True)
 
+    background_builds = Bool(True, help="Run a build-mode cell whose imports are all in the "
+                             "quick-mode runner there at once, and build its component in the "
+                             "background (False: every build-mode cell waits for its build)."
+                             ).tag(config=True)
+
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)
         #: WIT documents stored by ``%%wit NAME`` cells.
@@ -154,6 +159,8 @@ class WasiMagics(Magics):
         if ns.world or ns.wit:
             return self._build_world(cell, caps, limits, ns, status)
         quick = self.mode == "quick" if ns.quick is None else ns.quick
+        if not quick and self._runner_runs(cell, ns):
+            return self._run_in_runner(cell, caps, limits, ns, status)
 
         def built(artifact: Any) -> None:
             if not artifact.cached:
@@ -215,6 +222,94 @@ class WasiMagics(Magics):
                                  stderr=None if ns.err else _writer(stderr))
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
+        self._finish(result, ns)
+
+    def _runner_runs(self, cell: str, ns: Any) -> bool:
+        """Whether this build-mode cell runs in the runner while its component is built."""
+        from .builder import building, cached_artifact
+        from .quick import built_sandbox, runner_modules
+        from .background import runner_can_run
+        # Only in a notebook: the status line says later when the component is built,
+        # which a terminal's line cannot.
+        if not self.background_builds or ns.path or ns.panel or not _in_kernel():
+            return False
+        try:
+            if cached_artifact(cell) is not None and not building(cell):
+                return False  # built already: run it, as always
+            sandbox = built_sandbox()
+            return sandbox is not None and runner_can_run(cell, runner_modules(sandbox))
+        except WasiMagicError:
+            return False  # a syntax error, say: the build path reports it as always
+
+    def _run_in_runner(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
+                       status: Status) -> None:
+        """Run a build-mode cell in the quick-mode runner now; build its own component behind.
+
+        The output, limits and traceback are the runner's (the same as the component's);
+        the status line says so, and says when the component is built. ``-o`` waits for it.
+        """
+        import concurrent.futures
+        import dataclasses
+        import os
+        import time
+        from .background import default_builder
+        started = time.perf_counter()
+        try:
+            prepared = dataclasses.replace(prepare_cell(cell, limits, quick=True), as_build=True)
+        except KeyboardInterrupt:
+            raise _stopped(BUILD_INTERRUPTED) from None
+        stdout, stderr = sys.stdout, sys.stderr
+        try:
+            result = run_prepared(prepared, caps, stdout=None if ns.out else _writer(stdout),
+                                  stderr=None if ns.err else _writer(stderr))
+        except KeyboardInterrupt as exc:
+            raise _stopped(str(exc) or "guest interrupted") from None
+        ran = f"wasi: ran in the runner in {(time.perf_counter() - started) * 1000:.0f} ms"
+        result.steps["build"] = "runner"
+        result.steps["background"] = "building"
+        result.artifact = None
+
+        def finished(future: Any) -> None:
+            if future.cancelled():
+                result.steps["background"] = "stopped"
+                text = f"{ran} · build of cell.wasm stopped"
+            elif future.exception() is not None:
+                result.steps["background"] = "failed"
+                first = str(future.exception()).strip().splitlines()[:1] or ["unknown error"]
+                text = f"{ran} · cell.wasm could not be built: {first[0]}"
+            else:
+                artifact = future.result()
+                result.artifact = artifact.path
+                result.steps["background"] = "built" if not artifact.cached else "cached"
+                text = f"{ran} · cell.wasm built in {artifact.build_seconds:.1f} s"
+            if not status._terminal and not ns.output:
+                # (a terminal's prompt is back: this is said only in a notebook; with -o
+                # the cell itself waits, and says it)
+                status.done(text)
+
+        # Said before the build is queued, so that its end (from the builder's thread) comes last.
+        if ns.output:
+            status.show(f"{ran} · building cell.wasm for -o {ns.output}…")
+        else:
+            status.show(f"{ran} · building cell.wasm…")
+        future = default_builder().submit(cell, cwd=os.getcwd(), on_done=finished)
+        result.pending = future
+        if ns.output:
+            try:
+                while True:
+                    try:
+                        artifact = future.result(timeout=0.1)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        continue
+            except KeyboardInterrupt:
+                raise _stopped(f"stopped waiting for cell.wasm: its build goes on in the "
+                               f"background; run the cell again to save it to {ns.output}") from None
+            target = write_host_file(ns.output, artifact.path)
+            result.artifact = artifact.path
+            result.steps["background"] = "cached" if artifact.cached else "built"
+            status.done(f"{ran} · cell.wasm built in {artifact.build_seconds:.1f} s · "
+                        f"saved to {target}")
         self._finish(result, ns)
 
     def _build_world(self, cell: str, caps: Capabilities, limits: Limits, ns: Any,
@@ -344,6 +439,7 @@ class WasiMagics(Magics):
             %wasi inspect PATH.wasm
             %wasi cache info|clear
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
+                         [--background-builds on|off]
             %wasi session list | reset NAME | close NAME
             %wasi warm [NOTEBOOK.ipynb ...]
         """
@@ -397,10 +493,17 @@ class WasiMagics(Magics):
     def _config(self, words: list[str]) -> None:
         """``%wasi config [--mode M] [--timeout S] [--max-output SIZE]``: show or set the
         session's settings."""
-        usage = "usage: %wasi config [--mode quick|build] [--timeout SECONDS] [--max-output SIZE]"
+        usage = ("usage: %wasi config [--mode quick|build] [--timeout SECONDS] "
+                 "[--max-output SIZE] [--background-builds on|off]")
         pairs = dict(zip(words[::2], words[1::2]))
-        if len(words) % 2 or set(pairs) - {"--mode", "--timeout", "--max-output"}:
+        if len(words) % 2 or set(pairs) - {"--mode", "--timeout", "--max-output",
+                                           "--background-builds"}:
             raise IPythonUsageError(usage)
+        if "--background-builds" in pairs:
+            switch = pairs["--background-builds"]
+            if switch not in ("on", "off"):
+                raise IPythonUsageError(f"--background-builds {switch!r}: expected on or off")
+            self.background_builds = switch == "on"
         if "--mode" in pairs:
             if pairs["--mode"] not in MODES:
                 raise IPythonUsageError(f"--mode {pairs['--mode']!r}: expected quick or build")
@@ -414,7 +517,8 @@ class WasiMagics(Magics):
         except UsageError as exc:
             raise IPythonUsageError(str(exc)) from None
         print(f"wasi: mode = {self.mode} · timeout = {self.timeout:g} s (0: none) · "
-              f"max output = {self.max_output}")
+              f"max output = {self.max_output} · background builds = "
+              f"{'on' if self.background_builds else 'off'}")
 
 
 class _Forward:

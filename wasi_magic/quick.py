@@ -2,7 +2,9 @@
 
 Building a cell takes seconds; quick mode skips it. The quick-mode sandbox is
 a ``wasi:cli`` command that componentize-py built once with a broad set of
-standard-library modules (:data:`wasi_magic.guest.QUICK_MODULES`); the source
+standard-library modules imported (:data:`wasi_magic.guest.QUICK_MODULES`) and
+every other pure-Python standard-library module compiled into its snapshot
+(``_guest/wasi_magic_stdlib.py``); the source
 to run is handed to it at run time in the environment variable
 ``WASI_MAGIC_SOURCE``, which the guest removes before running it. Every run
 is a fresh instance, so nothing leaks between cells, and the capabilities and
@@ -21,6 +23,8 @@ from .limits import Limits
 from .result import RunResult
 
 SOURCE_VAR = "WASI_MAGIC_SOURCE"
+#: Tells the sandbox that a build-mode cell runs in it (see :mod:`wasi_magic.background`).
+AS_BUILD_VAR = "WASI_MAGIC_AS_BUILD"
 
 
 def quick_sandbox(progress: ProgressCallback | None = None) -> Artifact:
@@ -28,13 +32,17 @@ def quick_sandbox(progress: ProgressCallback | None = None) -> Artifact:
     return build("", quick=True, progress=progress)
 
 
-def with_source(capabilities: Capabilities, source: str) -> Capabilities:
-    """``capabilities`` plus the variable that carries ``source`` into the sandbox."""
-    if any(name == SOURCE_VAR for name, _ in capabilities.env):
-        raise UsageError(f"--env {SOURCE_VAR} is reserved for quick mode.")
+def with_source(capabilities: Capabilities, source: str, *, as_build: bool = False
+                ) -> Capabilities:
+    """``capabilities`` plus the variable that carries ``source`` into the sandbox
+    (and, with ``as_build``, the one that says a build-mode cell runs there)."""
+    for name, _ in capabilities.env:
+        if name in (SOURCE_VAR, AS_BUILD_VAR):
+            raise UsageError(f"--env {name} is reserved for quick mode.")
     if "\0" in source:
         raise UsageError("The cell contains a NUL character, which quick mode cannot pass.")
-    return capabilities.replace(env=capabilities.env + ((SOURCE_VAR, source),))
+    extra = ((SOURCE_VAR, source),) + (((AS_BUILD_VAR, "1"),) if as_build else ())
+    return capabilities.replace(env=capabilities.env + extra)
 
 
 def run_quick(source: str, capabilities: Capabilities | None = None, *,
@@ -58,3 +66,40 @@ def run_quick(source: str, capabilities: Capabilities | None = None, *,
         raise TypeError(f"run_quick() got unexpected options: {', '.join(sorted(options))}")
     return run_cell(source, capabilities, limits, quick=True, stdout=stdout, stderr=stderr,
                     progress=progress)
+
+
+#: The modules the quick-mode sandbox can import, by the sandbox's sha256 (asked once).
+_modules: dict[str, frozenset[str]] = {}
+
+# In pieces, each flushed: one write of more than 8 KiB reaches the host cut at 8 KiB.
+_LIST_MODULES = ("import json, sys, wasi_magic_stdlib\n"
+                 "text = json.dumps(wasi_magic_stdlib.available())\n"
+                 "for start in range(0, len(text), 4096):\n"
+                 "    sys.stdout.write(text[start:start + 4096])\n"
+                 "    sys.stdout.flush()\n")
+
+
+def runner_modules(artifact: Artifact, sandbox: Any = None) -> frozenset[str]:
+    """Every module ``artifact`` (the quick-mode sandbox) can import: asked of the
+    sandbox itself on first use, so the answer is the guest's, not the host's."""
+    import json
+    from .sandbox.supervisor import default_sandbox
+    known = _modules.get(artifact.sha256)
+    if known is not None:
+        return known
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    sandbox.prepare(artifact)
+    result = sandbox.run(artifact, with_source(Capabilities(), _LIST_MODULES),
+                         limits=Limits(timeout=30))
+    try:
+        names = frozenset(json.loads(result.stdout))
+    except ValueError:
+        return frozenset()  # no answer (the worker restarted?): build mode waits; ask again later
+    _modules[artifact.sha256] = names
+    return names
+
+
+def built_sandbox() -> Artifact | None:
+    """The quick-mode sandbox if it is built already (never builds it)."""
+    from .builder import build_key, cached_artifact_by_key
+    return cached_artifact_by_key(build_key("", quick=True), "cell.wasm")

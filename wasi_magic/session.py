@@ -38,10 +38,12 @@ class PreparedCell:
     #: How the worker got the compiled program: 'compiled', 'deserialized' or 'memory'.
     how: str
     strategy: str
+    #: A build-mode cell run in the quick-mode sandbox while its component is built.
+    as_build: bool = False
 
     def guest_capabilities(self, caps: Capabilities) -> Capabilities:
         """What the guest is given for ``caps``: in quick mode, plus the cell's source."""
-        return with_source(caps, self.source) if self.quick else caps
+        return with_source(caps, self.source, as_build=self.as_build) if self.quick else caps
 
     @property
     def build_step(self) -> str:
@@ -86,9 +88,26 @@ def prepare_cell(source: str, limits: Limits | None = None, *, quick: bool = Fal
     build_seconds = time.perf_counter() - started
     if on_built is not None:
         on_built(artifact)
-    compiled = sandbox.prepare(artifact, fuel=bool(limits.fuel))
+    compiled = _prepare(sandbox, artifact, bool(limits.fuel), quick)
     return PreparedCell(source, artifact, quick, limits, build_seconds, compiled["seconds"],
                         compiled["how"], compiled["strategy"])
+
+
+#: The quick-mode sandbox as each worker holds it: (sandbox, worker pid, sha256, fuel) ->
+#: its compiler. A worker keeps a compiled component until it exits.
+_held: dict[tuple[int, int, str, bool], str] = {}
+
+
+def _prepare(sandbox: Sandbox, artifact: Artifact, fuel: bool, quick: bool) -> dict:
+    """Have the worker compile or load ``artifact``; for the quick-mode sandbox, only
+    once per worker (a round trip saved on every quick cell)."""
+    held = (id(sandbox), sandbox.pid or 0, artifact.sha256, fuel)
+    if quick and held in _held:
+        return {"seconds": 0.0, "how": "memory", "strategy": _held[held]}
+    compiled = sandbox.prepare(artifact, fuel=fuel)
+    if quick and sandbox.pid is not None:
+        _held[(id(sandbox), sandbox.pid, artifact.sha256, fuel)] = compiled["strategy"]
+    return compiled
 
 
 def run_prepared(prepared: PreparedCell, caps: Capabilities | None = None, *,

@@ -23,6 +23,10 @@ from componentize_py_types import Err
 from wit_world import exports
 
 _SOURCE_VAR = "WASI_MAGIC_SOURCE"
+#: Set (quick mode) when a build-mode cell runs here while its own component is built:
+#: a missing module is then reported exactly as the built component would report it.
+_AS_BUILD_VAR = "WASI_MAGIC_AS_BUILD"
+_as_build = False
 
 
 def _remember(source: str) -> None:
@@ -37,20 +41,33 @@ class _NotInSandbox:
     def find_spec(name, path=None, target=None):
         if "." in name and name.partition(".")[0] in sys.modules:
             return None
+        if _as_build:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names:
+            raise ModuleNotFoundError(
+                f"No module named {name!r}: it is part of CPython's standard library, but not "
+                f"of the WebAssembly (WASI) build the guest runs (a C extension or a module "
+                f"that needs what WASI lacks), so no %%wasi cell can import it.", name=name)
         raise ModuleNotFoundError(
-            f"No module named {name!r} in the quick-mode sandbox, which carries a fixed set "
-            f"of standard-library modules. Run the cell in build mode (without --quick) "
-            f"to include it.", name=name)
+            f"No module named {name!r} in the quick-mode sandbox, which carries the standard "
+            f"library only. Run the cell in build mode (without --quick) to include "
+            f"pure-Python modules from --path folders.", name=name)
 
 
 _guest.install_sliced_sleep()
 _guest.preload(_cell.REQUIRED, _cell.OPTIONAL)
 if _cell.QUICK:
+    import wasi_magic_stdlib as _stdlib
+
+    _stdlib.install()
+    _OURS = (__file__, _guest.__file__, _stdlib.__file__)
     sys.meta_path.append(_NotInSandbox)
     _CODE = None
 else:
     _remember(_cell.SOURCE)
     _CODE = compile(_cell.SOURCE, _cell.FILENAME, "exec", dont_inherit=True)
+    _OURS = (__file__, _guest.__file__)
 
 
 def _status_of(code: object) -> int:
@@ -67,7 +84,9 @@ def _cell_code():
     """The code to run: compiled at build time, or (quick mode) from the environment."""
     if _CODE is not None:
         return _CODE
+    global _as_build
     source = os.environ.pop(_SOURCE_VAR, "")
+    _as_build = os.environ.pop(_AS_BUILD_VAR, None) == "1"
     _remember(source)
     return compile(source, _cell.FILENAME, "exec", dont_inherit=True)
 
@@ -75,9 +94,8 @@ def _cell_code():
 def _print_traceback(exc: BaseException) -> None:
     """Print the guest's traceback without wasi-magic's frames: only the cell's lines."""
     report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
-    ours = (__file__, _guest.__file__)
     report.stack = traceback.StackSummary.from_list(
-        [frame for frame in report.stack if frame.filename not in ours])
+        [frame for frame in report.stack if frame.filename not in _OURS])
     sys.stderr.write("".join(report.format()))
 
 

@@ -7,6 +7,9 @@ and ``tests/test_shim.py``, nothing else.
 
 - :func:`use_winch`: select Wasmtime's baseline compiler, Winch
   (``Config.strategy`` accepts only auto/cranelift).
+- :func:`use_pooling`: Wasmtime's pooling instance allocator, whose memory slots
+  stay resident between instances (a fresh instance per run then takes no page
+  faults on its memory image).
 - :func:`on_epoch_deadline`: a per-store epoch-deadline callback, so that one
   store's timer or interrupt never stops another store on the same engine.
 - :func:`outputs_pending` / :func:`wait_outputs_released`: custom stdout/stderr
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 #: wasmtime_strategy_t: AUTO=0, CRANELIFT=1, WINCH=2.
@@ -30,6 +34,53 @@ def use_winch(config: Any) -> bool:
         from wasmtime import _ffi
         _ffi.wasmtime_config_strategy_set(config.ptr(), _WINCH)
     except Exception:  # noqa: BLE001 - another wasmtime-py layout: keep the default compiler
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Engine-wide totals of the pooling allocator, and what each slot may hold."""
+
+    memories: int = 8
+    tables: int = 32
+    core_instances: int = 200
+    component_instances: int = 32
+    memories_per_module: int = 4
+    tables_per_module: int = 16
+    table_elements: int = 100_000
+    #: Bytes of each memory slot kept resident (reset in place, not unmapped) after use.
+    keep_resident: int = 48 << 20
+    max_memory_size: int = 4 << 30  # wasm32's own limit: the pool adds no limit of its own
+    #: Fiber stacks (for async calls, which wasmtime-py never makes): the fewest allowed.
+    stacks: int = 1
+
+
+def use_pooling(config: Any, pool: Pool) -> bool:
+    """Make ``config`` allocate instances from a pool sized by ``pool``; False if refused."""
+    try:
+        from wasmtime import _ffi
+        p = _ffi.wasmtime_pooling_allocation_config_new()
+        _ffi.wasmtime_pooling_allocation_config_total_memories_set(p, pool.memories)
+        _ffi.wasmtime_pooling_allocation_config_total_tables_set(p, pool.tables)
+        _ffi.wasmtime_pooling_allocation_config_total_core_instances_set(p, pool.core_instances)
+        _ffi.wasmtime_pooling_allocation_config_total_component_instances_set(
+            p, pool.component_instances)
+        _ffi.wasmtime_pooling_allocation_config_max_memories_per_module_set(
+            p, pool.memories_per_module)
+        _ffi.wasmtime_pooling_allocation_config_max_memories_per_component_set(
+            p, pool.memories_per_module)
+        _ffi.wasmtime_pooling_allocation_config_max_tables_per_module_set(p, pool.tables_per_module)
+        _ffi.wasmtime_pooling_allocation_config_max_tables_per_component_set(
+            p, pool.tables_per_module)
+        _ffi.wasmtime_pooling_allocation_config_table_elements_set(p, pool.table_elements)
+        _ffi.wasmtime_pooling_allocation_config_max_memory_size_set(p, pool.max_memory_size)
+        _ffi.wasmtime_pooling_allocation_config_total_stacks_set(p, pool.stacks)
+        _ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(
+            p, pool.keep_resident)
+        _ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), p)
+        _ffi.wasmtime_pooling_allocation_config_delete(p)
+    except Exception:  # noqa: BLE001 - another wasmtime-py layout: keep on-demand allocation
         return False
     return True
 
