@@ -138,15 +138,21 @@ class WasiMagics(Magics):
         if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):
             raise UsageError("--panel shows the output below the panel; it cannot be combined "
                              "with --out, --err, --result or --raise-error.")
-        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
+        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text,
+                                  http=ns.allow_http)
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options,
                               defaults=self.session_limits())
         status = Status(enabled=not ns.quiet)
+        quick = self.mode == "quick" if ns.quick is None else ns.quick
+        if caps.http and (ns.p1 or ns.world or ns.wit or quick):
+            mode = "--p1" if ns.p1 else "--world/--wit" if ns.world or ns.wit else "quick mode"
+            raise UsageError(f"--allow-http needs build mode ({mode} cannot import wasi-magic's "
+                             f"HTTP interface): drop {mode if mode != 'quick mode' else '--quick'}"
+                             f" and import wasi_magic_http in the cell.")
         if ns.p1:
             return self._run_p1(cell, caps, limits, ns, status)
         if ns.world or ns.wit:
             return self._build_world(cell, caps, limits, ns, status)
-        quick = self.mode == "quick" if ns.quick is None else ns.quick
 
         def built(artifact: Any) -> None:
             if not artifact.cached:
