@@ -244,6 +244,14 @@ def test_response_size_is_bounded_and_host_header_is_the_hosts(servers) -> None:
     assert allowed.hits[before:] == []
 
 
+def test_https_to_a_plain_server_fails_cleanly(servers) -> None:
+    allowed, _ = servers
+    grant = (parse_grant(f"https://127.0.0.1:{allowed.port}"),)
+    outcome = outbound_host.fetch("GET", f"https://127.0.0.1:{allowed.port}/hello", [], b"",
+                                  grant, timeout=5)
+    assert isinstance(outcome, str) and outcome.startswith("failed:") and "SSL" in outcome
+
+
 def test_check_compares_parsed_origins() -> None:
     grants = (parse_grant("http://allowed.example"),)
     assert str(check("http://ALLOWED.example./x", grants)) == "http://allowed.example"
@@ -285,6 +293,11 @@ def test_command_line(artifact, servers) -> None:
     assert f"OK {url} 200 hello from /hello" in done.stdout
     refused = subprocess.run(base + ["--", url], capture_output=True, text=True, timeout=300)
     assert f"REFUSED {url}" in refused.stdout
+    hang = subprocess.run(base + ["--timeout", "1", "--allow-http", allowed.origin, "--",
+                                  f"{allowed.origin}/hang"], capture_output=True, text=True,
+                          timeout=300)
+    assert hang.returncode == 134 and hang.stderr.startswith("stopped by the time limit")
+    assert len(hang.stderr.strip().splitlines()) == 1, hang.stderr
     bad = subprocess.run(base + ["--allow-http", "127.0.0.1:8000"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
