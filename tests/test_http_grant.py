@@ -330,3 +330,21 @@ def test_in_a_kernel(artifact, servers, tmp_path, shared_cache) -> None:
         assert quick.startswith("UsageError: --allow-http needs build mode"), quick
         after = execute(client, f"%%wasi -q --allow-http {allowed.origin} -- {url}\n{GUEST}")
         assert f"OK {url} 200" in streams(after, "stdout")
+
+
+# --- the panel ---------------------------------------------------------------------------
+
+
+def test_panel_http_row(artifact, servers, tmp_path) -> None:
+    from wasi_magic.widgets import CapabilityPanel
+    allowed, _ = servers
+    url = f"{allowed.origin}/panel"
+    panel = CapabilityPanel(artifact, Capabilities(args=(url,)), cwd=tmp_path)
+    assert lines(panel.run())[url].startswith("REFUSED")
+    assert "denied: no origin granted" in panel.imports_table.value
+    panel.http.value = allowed.origin  # a change re-runs, as every panel field does
+    assert lines(panel.last_result)[url] == "OK 200 hello from /panel"
+    assert f"http {allowed.origin}" in panel.summary()
+    assert f"# --allow-http {allowed.origin}" in panel.summary()
+    panel.http.value = "127.0.0.1:8000"
+    assert "Not run" in panel.message_text and "--allow-http '127.0.0.1:8000'" in panel.message_text
