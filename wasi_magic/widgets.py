@@ -289,7 +289,7 @@ class CapabilityPanel(w.VBox):
         self.network.add_class("wasi-network")
         self.network_note = w.HTML(f"<small>{html.escape(NETWORK_NOTE)}</small>")
         self.http = w.Text(value=" ".join(str(origin) for origin in caps.http),
-                           continuous_update=False, layout=w.Layout(width="420px"),
+                           continuous_update=False, layout=w.Layout(width="360px"),
                            placeholder="allowed HTTP origins, e.g. http://127.0.0.1:8000")
         self.http.add_class("wasi-http")
         self.command = w.HTML()
@@ -336,8 +336,8 @@ class CapabilityPanel(w.VBox):
             w.HBox([label("Network"), self.network, self.network_note],
                    layout=w.Layout(align_items="center")),
             w.HBox([label("HTTP"), self.http,
-                    w.HTML("<small>--allow-http: origins a cell using wasi_magic_http may "
-                           "reach (space-separated)</small>")],
+                    w.HTML("<small>--allow-http origins, space-separated (for cells that "
+                           "import wasi_magic_http)</small>")],
                    layout=w.Layout(align_items="center")),
             w.HBox([label("Command"), self.command]),
             self.imports_table,
