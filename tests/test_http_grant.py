@@ -241,6 +241,8 @@ def test_response_size_is_bounded_and_host_header_is_the_hosts(servers) -> None:
     spoofed = outbound_host.fetch("GET", f"{allowed.origin}/hello",
                                   [("Host", "evil.example")], b"", grant)
     assert isinstance(spoofed, str) and spoofed.startswith("denied:") and "Host" in spoofed
+    tunnel = outbound_host.fetch("CONNECT", f"{allowed.origin}/", [], b"", grant)
+    assert isinstance(tunnel, str) and tunnel.startswith("denied:") and "CONNECT" in tunnel
     assert allowed.hits[before:] == []
 
 

@@ -40,7 +40,8 @@ FUNCTION = "request"
 MAX_BODY = 16 << 20
 #: Seconds a connect or a read may wait (the run's own --timeout usually ends it first).
 SOCKET_TIMEOUT = 30.0
-_METHOD = re.compile(r"^[A-Z]{1,20}$")
+#: The methods a guest may send (not CONNECT or TRACE: a tunnel, an echo of credentials).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 #: Headers the host sets itself, from the URL and the body.
 _HOST_SET = {"host", "content-length", "transfer-encoding", "connection"}
@@ -83,8 +84,9 @@ def fetch(method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
         origin = check(url, origins)
     except (PermissionError, Refused) as exc:
         return f"denied: {exc}"
-    if not _METHOD.match(method):
-        return f"denied: {method[:40]!r} is not an HTTP method (GET, POST, ...)"
+    if method not in METHODS:
+        return (f"denied: the method {method[:40]!r} is not allowed (one of "
+                f"{', '.join(sorted(METHODS))})")
     for name, value in headers:
         if not _TOKEN.match(name) or any(c in value for c in "\r\n\0"):
             return f"denied: the header {name[:40]!r} is not a valid header line"
