@@ -145,10 +145,10 @@ class WasiMagics(Magics):
         status = Status(enabled=not ns.quiet)
         quick = self.mode == "quick" if ns.quick is None else ns.quick
         if caps.http and (ns.p1 or ns.world or ns.wit or quick):
-            mode = "--p1" if ns.p1 else "--world/--wit" if ns.world or ns.wit else "quick mode"
-            raise UsageError(f"--allow-http needs build mode ({mode} cannot import wasi-magic's "
-                             f"HTTP interface): drop {mode if mode != 'quick mode' else '--quick'}"
-                             f" and import wasi_magic_http in the cell.")
+            fix = ("drop --p1" if ns.p1 else "drop --world/--wit" if ns.world or ns.wit
+                   else "run the cell with --build")
+            raise UsageError(f"--allow-http needs build mode (only a built Python cell has the "
+                             f"HTTP import): {fix} and import wasi_magic_http in the cell.")
         if ns.p1:
             return self._run_p1(cell, caps, limits, ns, status)
         if ns.world or ns.wit:
