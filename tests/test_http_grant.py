@@ -332,6 +332,8 @@ def test_in_a_kernel(artifact, servers, tmp_path, shared_cache) -> None:
         assert quick.startswith("UsageError: --allow-http needs build mode"), quick
         after = execute(client, f"%%wasi -q --allow-http {allowed.origin} -- {url}\n{GUEST}")
         assert f"OK {url} 200" in streams(after, "stdout")
+        line = execute(client, f"%wasi run {artifact.path} --allow-http {allowed.origin} -- {url}")
+        assert f"OK {url} 200" in streams(line, "stdout")
 
 
 # --- the panel ---------------------------------------------------------------------------
