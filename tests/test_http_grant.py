@@ -352,3 +352,11 @@ def test_panel_http_row(artifact, servers, tmp_path) -> None:
     assert f"# --allow-http {allowed.origin}" in panel.summary()
     panel.http.value = "127.0.0.1:8000"
     assert "Not run" in panel.message_text and "--allow-http '127.0.0.1:8000'" in panel.message_text
+
+
+def test_a_typed_world_cannot_import_the_http_helper() -> None:
+    from wasi_magic import worlds
+    with pytest.raises(wm_errors.GuestImportError) as caught:
+        worlds.generate("from wasi_magic_http import get\n")
+    assert "line 1: import wasi_magic_http" in str(caught.value)
+    assert "typed world has no HTTP import" in str(caught.value)
