@@ -54,7 +54,7 @@ for url in sys.argv[1:]:
 class Server:
     """A counting HTTP server on 127.0.0.1: ``/hello``, ``/redirect?to=URL``, ``/hang``."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.hits: list[str] = []
         self.release = threading.Event()
         owner = self
@@ -83,10 +83,13 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.httpd = Server((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.origin = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -182,6 +185,20 @@ def test_spelling_differences_that_mean_the_same_origin_are_allowed(artifact, se
     result = run(artifact, urls, [f"http://127.0.0.1:{port}/", f"http://LOCALHOST.:{port}"])
     outcome = lines(result)
     assert [outcome[url].split()[:2] for url in urls] == [["OK", "200"]] * 3, result.stdout
+
+
+def test_ipv6_literals_compare_in_canonical_form(artifact) -> None:
+    server = Server("::1")
+    try:
+        spelled = f"http://[0:0:0:0:0:0:0:1]:{server.port}/six"
+        result = run(artifact, [spelled, f"http://[::2]:{server.port}/other"],
+                     [f"http://[0::1]:{server.port}"])
+        outcome = lines(result)
+        assert outcome[spelled] == "OK 200 hello from /six", result.stdout
+        assert outcome[f"http://[::2]:{server.port}/other"].startswith("REFUSED")
+        assert server.hits == ["/six"]
+    finally:
+        server.close()
 
 
 def test_a_redirect_to_an_origin_not_granted_is_refused(artifact, servers) -> None:
