@@ -35,6 +35,8 @@ from .errors import BuildError, GuestImportError
 
 WIT_DIR = Path(__file__).with_name("wit")
 CELL_WORLD = "cell"
+#: The world of a cell that imports the HTTP helper (``wit/http.wit``).
+HTTP_WORLD = "cell-http"
 _STATS_FILE = "build-stats.json"
 #: One line per componentize-py build: ``<unix time> <key> <seconds>``.
 BUILD_LOG = "builds.log"
@@ -172,6 +174,11 @@ def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
               quick: bool = False) -> str:
     """The cache key of a cell: a hash of every input that shapes the component."""
     digest = _builder_digest(quick).copy()
+    if not quick and guest.uses_http(source, filename):
+        # Only HTTP cells depend on these, so other cells keep their keys.
+        for part in (HTTP_WORLD, (WIT_DIR / "http.wit").read_text(encoding="utf-8"),
+                     guest.HTTP_PATH.read_text(encoding="utf-8")):
+            digest.update(part.encode() + b"\0\0")
     for part in (filename, source):
         digest.update(part.encode() + b"\0\0")
     for folder in paths:
@@ -343,8 +350,9 @@ def builds_logged(cache: Cache | None = None) -> int:
 def _build_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str, name: str,
                  cache: Cache, progress: ProgressCallback | None, quick: bool = False) -> Artifact:
     generated = guest.generate(source, folders, filename, quick=quick)
+    world = HTTP_WORLD if f"{guest.HTTP_MODULE}.py" in generated.files else CELL_WORLD
     return _componentize(generated, folders, key, name, cache, progress,
-                         wit=lambda work: WIT_DIR, world=CELL_WORLD, app_module=guest.APP_MODULE,
+                         wit=lambda work: WIT_DIR, world=world, app_module=guest.APP_MODULE,
                          explain=lambda log, wit_path: _explain_failure(log, generated),
                          artifact_world=None)
 

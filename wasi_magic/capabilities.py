@@ -1,4 +1,4 @@
-"""What a guest may touch: directories, environment variables, arguments, stdin.
+"""What a guest may touch: directories, environment variables, arguments, stdin, HTTP origins.
 
 Nothing is granted unless it is named. The flags are spelled like the
 ``wasmtime run`` command line, so a cell's first line can be pasted into a
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import CapabilityError, UsageError
+from .outbound import Origin, parse_grant
 
 #: Flags shared by every front end (``%%wasi``, ``%wasi run``, ``python -m
 #: wasi_magic run``): ``(names, argparse keyword arguments)``.
@@ -33,6 +34,10 @@ CAPABILITY_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--stdin-text",), dict(
         default=None, metavar="TEXT", dest="stdin_text",
         help="Feed TEXT to the guest's standard input.")),
+    (("--allow-http",), dict(
+        action="append", default=[], metavar="URL", dest="allow_http",
+        help="Let the guest make HTTP requests to this origin, scheme://host[:port] "
+             "(repeatable). Needs the guest helper: from wasi_magic_http import get.")),
 ]
 
 
@@ -244,6 +249,8 @@ class Capabilities:
     args: tuple[str, ...] = ()
     stdin: bytes | None = field(default=None, repr=False)
     stdin_file: Path | None = None
+    #: Origins the guest may send HTTP requests to (``--allow-http``), in order, no repeats.
+    http: tuple[Origin, ...] = ()
 
     @classmethod
     def parse(
@@ -256,10 +263,12 @@ class Capabilities:
         *,
         cwd: str | os.PathLike[str] | None = None,
         host_env: Mapping[str, str] | None = None,
+        http: Iterable[str] = (),
     ) -> "Capabilities":
         """Build capabilities from wasmtime-style flag values.
 
-        ``dirs`` are ``--dir`` values, ``env`` are ``--env`` values. Relative
+        ``dirs`` are ``--dir`` values, ``env`` are ``--env`` values, ``http`` are
+        ``--allow-http`` origins (``http://127.0.0.1:8000``). Relative
         host paths are resolved against ``cwd`` (default: the current working
         directory). Raises :class:`CapabilityError` naming the bad flag.
         """
@@ -273,15 +282,16 @@ class Capabilities:
                       if stdin_file is not None else None)
         data = stdin_text.encode() if stdin_text is not None else None
         return cls._make(grants, pairs, args, data, stdin_path,
-                         os.fspath(stdin_file) if stdin_file is not None else None)
+                         os.fspath(stdin_file) if stdin_file is not None else None,
+                         _origins(http))
 
     @classmethod
     def of(cls, dirs: Iterable[DirGrant] = (), env: Iterable[tuple[str, str]] = (),
            args: Sequence[str] = (), stdin: bytes | None = None,
-           stdin_file: Path | None = None) -> "Capabilities":
+           stdin_file: Path | None = None, http: Iterable[str | Origin] = ()) -> "Capabilities":
         """Capabilities from values already parsed (the panel keeps these), checked as
         :meth:`parse` checks flags: each folder and the stdin file again as the OS sees
-        them now, each variable name, the grants' overlaps."""
+        them now, each variable name, the grants' overlaps, each HTTP origin."""
         if stdin is not None and stdin_file is not None:
             raise UsageError("Give either a stdin file or stdin text, not both.")
         grants = tuple(grant.verified() for grant in dirs)
@@ -289,12 +299,13 @@ class Capabilities:
         stdin_path = (host_path(str(stdin_file), Path("/"), "--stdin")
                       if stdin_file is not None else None)
         return cls._make(grants, pairs, args, stdin, stdin_path,
-                         str(stdin_file) if stdin_file is not None else None)
+                         str(stdin_file) if stdin_file is not None else None,
+                         _origins(str(item) for item in http))
 
     @classmethod
     def _make(cls, grants: tuple[DirGrant, ...], pairs: tuple[tuple[str, str], ...],
               args: Sequence[str], stdin: bytes | None, stdin_path: Path | None,
-              stdin_text: str | None) -> "Capabilities":
+              stdin_text: str | None, http: tuple[Origin, ...] = ()) -> "Capabilities":
         _check_overlaps(grants)
         for arg in args:
             if "\0" in arg:
@@ -306,7 +317,8 @@ class Capabilities:
                     f"FIFO, a device or a folder), so the guest could wait on it forever or "
                     f"read without end. Save the input to a file and give that.")
             raise CapabilityError(f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).")
-        return cls(dirs=grants, env=pairs, args=tuple(args), stdin=stdin, stdin_file=stdin_path)
+        return cls(dirs=grants, env=pairs, args=tuple(args), stdin=stdin, stdin_file=stdin_path,
+                   http=http)
 
     def replace(self, **changes: Any) -> "Capabilities":
         """A copy with some fields changed (e.g. other ``args``)."""
@@ -317,7 +329,9 @@ class Capabilities:
         """The equivalent ``wasmtime run`` command line.
 
         Read-only grants use the ``HOST::GUEST::ro`` spelling proposed for the
-        wasmtime CLI (wasmtime issue 9608).
+        wasmtime CLI (wasmtime issue 9608). ``--allow-http`` has no equivalent:
+        ``wasmtime run -S http`` grants standard ``wasi:http`` to *every* host, and
+        a cell's HTTP import is wasi-magic's own, so the line says so in a comment.
         """
         words = ["wasmtime", "run"]
         for grant in self.dirs:
@@ -331,6 +345,9 @@ class Capabilities:
             line += " < " + shlex.quote(str(self.stdin_file))
         elif self.stdin is not None:
             line = f"printf %s {shlex.quote(self.stdin.decode(errors='replace'))} | " + line
+        if self.http:
+            line += ("  # --allow-http " + " ".join(str(o) for o in self.http)
+                     + ": no wasmtime equivalent (-S http allows every host)")
         return line
 
     def describe(self) -> list[str]:
@@ -344,7 +361,18 @@ class Capabilities:
             lines.append(f"stdin {self.stdin_file}")
         elif self.stdin is not None:
             lines.append(f"stdin {len(self.stdin)} bytes of text")
+        lines += [f"http {origin}" for origin in self.http]
         return lines or ["nothing granted"]
+
+
+def _origins(specs: Iterable[str]) -> tuple[Origin, ...]:
+    """``--allow-http`` values parsed, in order, each origin once."""
+    found: list[Origin] = []
+    for spec in specs:
+        origin = parse_grant(spec)
+        if origin not in found:
+            found.append(origin)
+    return tuple(found)
 
 
 def _check_overlaps(grants: Sequence[DirGrant]) -> None:

@@ -194,7 +194,8 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     except _HelpShown:
         return 0
     if ns.command == "run":
-        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
+        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text,
+                                  http=ns.allow_http)
         path = Path(ns.wasm)
         if not path.exists():
             raise UsageError(f"{ns.wasm!r}: no such file.")

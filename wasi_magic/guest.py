@@ -33,6 +33,10 @@ SHARED_PATH = Path(__file__).with_name("_guest") / f"{SHARED_MODULE}.py"
 #: Quick mode's standard library, compiled into the snapshot (see the module).
 STDLIB_MODULE = "wasi_magic_stdlib"
 STDLIB_PATH = Path(__file__).with_name("_guest") / f"{STDLIB_MODULE}.py"
+#: The guest's HTTP helper: a cell that imports it is built against the ``cell-http``
+#: world, which imports wasi-magic's checked HTTP interface (see ``wit/http.wit``).
+HTTP_MODULE = "wasi_magic_http"
+HTTP_PATH = Path(__file__).with_name("_guest") / f"{HTTP_MODULE}.py"
 
 #: Always in the component: what tracebacks, text I/O and common codecs need
 #: at run time, so that reading a latin-1 file or printing a traceback never
@@ -127,7 +131,8 @@ def check_available(refs: Iterable[ImportRef], paths: Sequence[Path]) -> None:
         if not ref.required:
             continue
         top = ref.name.partition(".")[0]
-        if top in sys.stdlib_module_names or _local_module(ref.name, paths):
+        if top in sys.stdlib_module_names or _local_module(ref.name, paths) or \
+                ref.name == HTTP_MODULE:
             continue
         problems.append(f"  line {ref.line}: import {ref.name} - {_why_missing(top, paths)}")
     if problems:
@@ -254,6 +259,15 @@ QUICK_MODULES: tuple[str, ...] = (
 )
 
 
+def uses_http(source: str, filename: str = "<cell>") -> bool:
+    """Whether the cell imports the HTTP helper (and so needs the ``cell-http`` world)."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError:
+        return False  # generate() reports it with the cell line
+    return any(ref.name == HTTP_MODULE for ref in find_imports(tree))
+
+
 def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>", *,
              quick: bool = False) -> GuestSource:
     """Check a cell and generate the guest modules for it.
@@ -290,4 +304,6 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>", 
              f"{SHARED_MODULE}.py": SHARED_PATH.read_text(encoding="utf-8")}
     if quick:
         files[f"{STDLIB_MODULE}.py"] = STDLIB_PATH.read_text(encoding="utf-8")
+    if not quick and any(ref.name == HTTP_MODULE for ref in refs):
+        files[f"{HTTP_MODULE}.py"] = HTTP_PATH.read_text(encoding="utf-8")
     return GuestSource(files=files, imports=tuple(refs))

@@ -21,6 +21,7 @@ from .wasip1 import WASI_P1, WASI_P1_FUNCTIONS, assemble
 
 #: What each WASI interface gives a guest, for readable listings.
 WASI_INTERFACES = {
+    "wasi-magic:cell/http": "outgoing HTTP, checked by the host (--allow-http)",
     "wasi:cli/environment": "arguments and environment variables (--env, args after --)",
     "wasi:cli/exit": "ending the program with a status",
     "wasi:cli/stdin": "standard input (--stdin, --stdin-text)",

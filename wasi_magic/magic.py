@@ -146,10 +146,17 @@ class WasiMagics(Magics):
         if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):
             raise UsageError("--panel shows the output below the panel; it cannot be combined "
                              "with --out, --err, --result or --raise-error.")
-        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text)
+        caps = Capabilities.parse(ns.dir, ns.env, program_args, ns.stdin_file, ns.stdin_text,
+                                  http=ns.allow_http)
         limits = Limits.parse(ns.timeout, ns.fuel, ns.max_memory, ns.max_output, ns.wasm_options,
                               defaults=self.session_limits())
         status = Status(enabled=not ns.quiet)
+        quick = self.mode == "quick" if ns.quick is None else ns.quick
+        if caps.http and (ns.session is not None or ns.p1 or ns.world or ns.wit or quick):
+            fix = ("drop --session" if ns.session is not None else "drop --p1" if ns.p1
+                   else "drop --world/--wit" if ns.world or ns.wit else "run the cell with --build")
+            raise UsageError(f"--allow-http needs build mode (only a built Python cell has the "
+                             f"HTTP import): {fix} and import wasi_magic_http in the cell.")
         if ns.session is not None:
             return self._run_session(cell, caps, limits, ns, status, bool(
                 ns.dir or ns.env or program_args or ns.stdin_file is not None
@@ -158,8 +165,7 @@ class WasiMagics(Magics):
             return self._run_p1(cell, caps, limits, ns, status)
         if ns.world or ns.wit:
             return self._build_world(cell, caps, limits, ns, status)
-        quick = self.mode == "quick" if ns.quick is None else ns.quick
-        if not quick and self._runner_runs(cell, ns):
+        if not quick and not caps.http and self._runner_runs(cell, ns):
             return self._run_in_runner(cell, caps, limits, ns, status)
 
         def built(artifact: Any) -> None:

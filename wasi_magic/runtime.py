@@ -28,7 +28,7 @@ from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
-from .sandbox import shim
+from .sandbox import outbound_host, shim
 from .sandbox.store import (Deadline, describe_trap, instantiate, interrupt_guard, new_store,
                             stdin_folder)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
@@ -67,6 +67,9 @@ class _Flavor:
         self.engine = wasmtime.Engine(config)
         self.linker = wcomponent.Linker(self.engine)
         self.linker.add_wasip2()
+        # wasi-magic's checked HTTP import: only cells that import it can call it, and
+        # only origins their store was granted are reached.
+        outbound_host.define(self.linker)
         self.components: dict[str, Any] = {}
         version = importlib.metadata.version("wasmtime")
         self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}"

@@ -50,7 +50,7 @@ def command_line(caps: Capabilities, limits: Limits | None, wasm: str = "cell.wa
     options = limits.wasmtime_options() if limits is not None else []
     if not options:
         return line
-    plain = caps.replace(stdin=None, stdin_file=None).wasmtime_command(wasm)
+    plain = caps.replace(stdin=None, stdin_file=None, http=()).wasmtime_command(wasm)
     at = line.index(plain) + len("wasmtime run")
     return line[:at] + " " + shlex.join(options) + line[at:]
 
@@ -77,13 +77,17 @@ def grant_for(interface: str, caps: Capabilities) -> str:
         return "shown below"
     if base.startswith("wasi:sockets/"):
         return "denied: no network from the Python embedding"
+    if base == "wasi-magic:cell/http":
+        return ("to " + ", ".join(str(o) for o in caps.http)) if caps.http else \
+            "denied: no origin granted (--allow-http)"
     if base.startswith(("wasi:clocks/", "wasi:random/", "wasi:io/", "wasi:cli/")):
         return "always provided"
     return "provided by the host"
 
 
 #: Imports whose grant the panel controls; the others are always provided.
-KEY_IMPORTS = ("wasi:filesystem/", "wasi:cli/environment", "wasi:cli/stdin", "wasi:sockets/")
+KEY_IMPORTS = ("wasi:filesystem/", "wasi:cli/environment", "wasi:cli/stdin", "wasi:sockets/",
+               "wasi-magic:cell/http")
 
 
 def import_rows(imports: Sequence[str], caps: Capabilities) -> list[tuple[str, str, str]]:
@@ -246,7 +250,7 @@ class CapabilityPanel(w.VBox):
             self._add_dir_row(grant)
         for name, value in caps.env:
             self._add_env_row(name, value)
-        self._watch(self.args, self.stdin, self.timeout, self.fuel, self.max_memory)
+        self._watch(self.args, self.stdin, self.timeout, self.fuel, self.max_memory, self.http)
         self.run_button.on_click(lambda _: self.run())
         self.add_dir_button.on_click(lambda _: self.add_dir())
         self.add_env_button.on_click(lambda _: self.add_env())
@@ -284,6 +288,10 @@ class CapabilityPanel(w.VBox):
                                   description="network (sockets)", layout=w.Layout(width="auto"))
         self.network.add_class("wasi-network")
         self.network_note = w.HTML(f"<small>{html.escape(NETWORK_NOTE)}</small>")
+        self.http = w.Text(value=" ".join(str(origin) for origin in caps.http),
+                           continuous_update=False, layout=w.Layout(width="360px"),
+                           placeholder="allowed HTTP origins, e.g. http://127.0.0.1:8000")
+        self.http.add_class("wasi-http")
         self.command = w.HTML()
         self.command.add_class("wasi-command")
         self.imports_table = w.HTML()
@@ -326,6 +334,10 @@ class CapabilityPanel(w.VBox):
             w.HBox([label("Limits"), self.timeout, self.fuel, self.max_memory]),
             self.limits_note,
             w.HBox([label("Network"), self.network, self.network_note],
+                   layout=w.Layout(align_items="center")),
+            w.HBox([label("HTTP"), self.http,
+                    w.HTML("<small>--allow-http origins, space-separated (for cells that "
+                           "import wasi_magic_http)</small>")],
                    layout=w.Layout(align_items="center")),
             w.HBox([label("Command"), self.command]),
             self.imports_table,
@@ -421,7 +433,8 @@ class CapabilityPanel(w.VBox):
             env=[row.pair for row in self.env_rows if row.enabled.value],
             args=args,
             stdin=self.stdin.value.encode() if self.stdin.value else None,
-            stdin_file=self.stdin_file if not self.stdin.value else None)
+            stdin_file=self.stdin_file if not self.stdin.value else None,
+            http=self.http.value.split())
 
     def current_limits(self) -> Limits:
         """The limits the widgets describe now. Raises :class:`WasiMagicError` if invalid."""
@@ -456,7 +469,8 @@ class CapabilityPanel(w.VBox):
             lines += ["not granted (unticked):"] + off
         limit_words = " ".join(limits.wasmtime_options()[1::2]) or "none"
         lines += [f"limits: {limit_words}",
-                  "network: not granted (sockets cannot be granted from wasmtime-py)",
+                  "network: sockets not granted (they cannot be from wasmtime-py); HTTP only "
+                  "to the origins listed under granted",
                   "command: " + command_line(caps, limits, self.artifact.name)]
         return "\n".join(lines)
 

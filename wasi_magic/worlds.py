@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import guest
-from .errors import BuildError
+from .errors import BuildError, GuestImportError
 
 WORLD_APP = "wasi_magic_world"
 SOURCE_MODULE = "wasi_magic_world_source"
@@ -147,6 +147,11 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") 
     refs = [ref for ref in guest.find_imports(tree)
             if ref.name.partition(".")[0] not in BINDING_MODULES]
     guest.check_available(refs, paths)
+    for ref in refs:
+        if ref.name == guest.HTTP_MODULE:
+            raise GuestImportError(
+                f"line {ref.line}: import {guest.HTTP_MODULE} - a typed world has no HTTP "
+                f"import; outgoing HTTP (--allow-http) is for %%wasi cells built as commands.")
     required = [(ref.name, ref.line) for ref in refs if ref.required]
     required_names = {name for name, _ in required}
     helpers = guest.stdlib_helpers([ref.name for ref in refs] + list(guest.BASE_MODULES))

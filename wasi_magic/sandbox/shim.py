@@ -15,6 +15,8 @@ and ``tests/test_shim.py``, nothing else.
 - :func:`outputs_pending` / :func:`wait_outputs_released`: custom stdout/stderr
   callbacks are finalized by Wasmtime's I/O threads after a store is dropped;
   a callback into a finalizing interpreter aborts the process with a Rust panic.
+- :func:`store_data`: a store's data, seen from a component host function (the
+  HTTP grants of the run that called it).
 """
 
 from __future__ import annotations
@@ -149,3 +151,15 @@ def wait_outputs_released(handles: set[int] | None = None, limit: float = 1.0) -
             return True
         time.sleep(0.001)
     return False
+
+
+def store_data(context: Any) -> Any:
+    """The ``data`` a store was created with, from the context a host function receives.
+
+    wasmtime-py hands a component host function a ``StoreContext``, which has no
+    ``data()`` of its own (``Store.data`` reads the same pointer).
+    """
+    from wasmtime import _ffi, _value
+
+    raw = _ffi.wasmtime_context_get_data(context._context())
+    return _value._unintern(raw) if raw else None

@@ -81,9 +81,15 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
     The memory limit applies to each linear memory; the counts of instances,
     memories and tables, and the size of every table, are capped for every
     guest (:data:`MAX_INSTANCES` …), so no module can multiply its memory or
-    grow a table without bound. Fuel is set when ``limits.fuel`` is.
+    grow a table without bound. Fuel is set when ``limits.fuel`` is. HTTP grants
+    (``--allow-http``) become the store's data, where the host's HTTP function
+    reads them (:mod:`.outbound_host`).
     """
-    store = wasmtime.Store(engine)
+    data = None
+    if caps.http:
+        from .outbound_host import StoreGrants
+        data = StoreGrants(caps.http)
+    store = wasmtime.Store(engine, data)
     if wasi:
         store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
     store.set_limits(memory_size=limits.max_memory or -1, table_elements=MAX_TABLE_ELEMENTS,
