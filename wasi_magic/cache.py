@@ -143,6 +143,10 @@ class Cache:
             return None
         return folder
 
+    def folder(self, section: str) -> Path | None:
+        """The folder of ``section`` (made if missing), or None if the cache is off."""
+        return self._section(section)
+
     def _disable(self, exc: OSError) -> None:
         self.enabled = False
         if not self._warned:
