@@ -102,6 +102,9 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     warm = sub.add_parser("warm", help="build the quick-mode sandbox and the %%%%wasi cells "
                                        "of notebooks ahead of time")
     warm.add_argument("targets", nargs="*", metavar="NOTEBOOK.ipynb|DIR")
+    warm.add_argument("--shared", metavar="DIR",
+                      help="then copy it all into DIR, a read-only cache for every user of "
+                           "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
 
     cache = sub.add_parser("cache", help="cache info | cache clear")
     cache.add_argument("action", choices=("info", "clear"))
@@ -217,7 +220,8 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         return 0
     if ns.command == "warm":
         from .warm import warm
-        warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"))
+        warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
+             shared=ns.shared)
         return 0
     if ns.command == "inspect":
         if ns.core:

@@ -123,14 +123,18 @@ def _build_flags(text: str) -> argparse.Namespace | None:
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
-         report: Callable[[str], None] = print) -> list[Artifact]:
+         report: Callable[[str], None] = print, shared: str | Path | None = None) -> list[Artifact]:
     """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
     compile them (with Cranelift, see :func:`warm_runtime`) into the cache.
 
     ``targets`` are notebooks or folders (searched for ``*.ipynb``). A cell
     that cannot be built (e.g. a lesson showing a build error on purpose) is
-    reported and skipped.
+    reported and skipped. With ``shared`` (a folder), everything is then copied into
+    that shared cache, for every user of the server (see :mod:`wasi_magic.shared_cache`).
     """
+    if shared is not None:
+        from .shared_cache import open_for_filling
+        open_for_filling(Path(shared))  # refuse an unsafe folder before building anything
     runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
     runtime.component(built[0])  # compiled too, into the compiled-component cache
@@ -149,6 +153,9 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
             runtime.component(artifact)
             built.append(artifact)
             report(f"{where}: {'cached' if artifact.cached else 'built'}")
+    if shared is not None:
+        from .shared_cache import export
+        export(built, Path(shared), runtime.cache, report)
     return built
 
 
