@@ -165,3 +165,16 @@ def test_warm_shared_refuses_a_folder_others_can_write(tmp_path: Path) -> None:
     shared.chmod(0o777)
     with pytest.raises(UsageError, match="can be written by other users"):
         warm([], shared=shared)
+
+
+def test_the_cli_refuses_an_unsafe_shared_folder_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", "--shared", str(shared)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "can be written by other users" in line and str(shared) in line
