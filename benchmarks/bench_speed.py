@@ -696,6 +696,12 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("rss_growth", f"<= {format_bytes(TARGET_RSS_GROWTH)}")]),
 ]
 
+def tierup_note(results: Results) -> str:
+    """Issue 14's tier-up line (first run Winch, second run Cranelift, against native)."""
+    from bench_tierup import tierup_note as note
+    return note(results)
+
+
 def compiler_note(results: Results) -> str:
     """What the compute cell says about Winch against Cranelift."""
     m = results.median
@@ -758,6 +764,7 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
         *(check.line() for check in checks),
         "",
         compiler_note(results),
+        tierup_note(results),
         f"Memory: {memory.get('method', 'not measured')}.",
         f"Total benchmark time: {format_seconds(results.facts.get('total_seconds', 0.0))}.",
     ])
@@ -771,6 +778,7 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
         "scenarios": results.summary(),
         "targets": {check.key: {"name": check.name, **check.summary()} for check in checks},
         "compiler_note": compiler_note(results),
+        "tierup_note": tierup_note(results),
         **results.facts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
