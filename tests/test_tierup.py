@@ -50,6 +50,13 @@ def test_a_run_then_the_background_compile_then_cranelift(quick_ready, tmp_path:
     runtime = Runtime(cache=cache, tier_up=True)
     first = runtime.run(quick_ready, _caps("print(6 * 7)"))
     assert (first.stdout, first.steps, first.tier) == ("42\n", {"component": "compiled"}, "winch")
+    # While Cranelift compiles (seconds), runs do not wait for it: they use the Winch code.
+    assert runtime.tier_up.pending(quick_ready.sha256, False)
+    meanwhile = runtime.run(quick_ready, _caps("print('meanwhile')"))
+    assert (meanwhile.stdout, meanwhile.steps, meanwhile.tier) == (
+        "meanwhile\n", {"component": "memory"}, "winch")
+    [compiler] = _tierup_processes(os.getpid())
+    assert compiler.nice() == 19  # the lowest CPU priority: the kernel and guests go first
     assert runtime.wait_tier_up(PATIENCE)
     assert runtime.tier_up.done == [(quick_ready.sha256, False)]
     [entry] = _cranelift_entries(cache.root)
@@ -74,6 +81,39 @@ def test_a_run_then_the_background_compile_then_cranelift(quick_ready, tmp_path:
     # Limits stop a guest under Cranelift code just as under Winch.
     spin = fresh.run(quick_ready, _caps("while True:\n    pass\n"), limits=Limits(timeout=0.5))
     assert spin.tier == "cranelift" and "--timeout 0.5 s" in (spin.trap or "")
+
+
+def _tierup_processes(parent: int, wait: float = 30) -> list:
+    """The tier-up compile processes started by ``parent`` (waiting a moment for one)."""
+    import psutil
+    deadline = time.monotonic() + wait
+    while True:
+        found = [child for child in psutil.Process(parent).children()
+                 if "wasi_magic.tierup" in " ".join(child.cmdline())]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_compile_leaves_no_entry(quick_ready, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile process ends with its worker, and leaves nothing a run could load."""
+    import psutil
+    from wasi_magic.sandbox.supervisor import Sandbox
+    root = _cache_with_build(tmp_path / "cache", quick_ready)
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    sandbox = Sandbox(spare=False)
+    try:
+        result = sandbox.run(quick_ready, _caps("print('then killed')"))
+        assert (result.stdout, result.tier) == ("then killed\n", "winch")
+        [compiler] = _tierup_processes(sandbox.pid)
+    finally:
+        sandbox.close()  # kills the worker (SIGKILL) mid-compile
+    gone, alive = psutil.wait_procs([compiler], timeout=60)
+    assert gone and not alive
+    assert _cranelift_entries(root) == []
+    assert not list(root.glob("compiled/*-cranelift-*/*.json"))
 
 
 def test_tier_up_off(quick_ready, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,6 +109,9 @@ class TierUp:
             return self._lock.wait_for(lambda: not self._pending, timeout)
 
     def _serve(self) -> None:
+        # Linux: priority is per thread, and a child inherits its forking thread's, so
+        # the compile process runs at the lowest priority from its first instruction.
+        _lowest_priority(threading.get_native_id())
         while True:
             job = self._jobs.get()
             ok = run_job(job)
@@ -132,12 +135,21 @@ def run_job(job: Job) -> bool:
     return done.returncode == 0
 
 
+def _lowest_priority(who: int) -> None:
+    """Set process or thread ``who`` (0: this one) to nice 19."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, who, 19)
+
+
 def _lower_priority(parent: int) -> bool:
-    """Lowest CPU priority, and end when ``parent`` ends; False if it already has."""
-    os.nice(19)
+    """Lowest CPU priority, and (if ``parent``) end when that process ends; False if it
+    already has."""
+    _lowest_priority(0)
+    if not parent:
+        return True
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
     return os.getppid() == parent
 
 
@@ -183,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the parent ended) between writes: exit through Python so that the
     # temporary file is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.parent and not _lower_priority(args.parent):
+    if not _lower_priority(args.parent):
         return 1
     # The sandbox worker caps its data segment for guests; a compile is not a guest.
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
