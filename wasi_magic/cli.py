@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
@@ -248,6 +249,14 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
                   f"{format_size(info['builds']['bytes'])}\n"
                   f"  compiled: {info['compiled']['entries']} compiled components, "
                   f"{format_size(info['compiled']['bytes'])}\n")
+        from .shared_cache import shared_cache
+        shared = shared_cache()
+        if shared is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # said here instead
+                usable = shared.usable()
+            out.write(f"shared cache (read-only): {shared.root}"
+                      f"{'' if usable else f' — not used: {shared.problem}'}\n")
     return 0
 
 

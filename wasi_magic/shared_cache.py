@@ -62,6 +62,8 @@ class SharedCache:
         self._key: bytes | None = None
         self._usable: bool | None = None
         self._warned: set[str] = set()
+        #: Why the shared cache is not used, once :meth:`usable` found out.
+        self.problem: str | None = None
 
     def _warn(self, kind: str, text: str) -> None:
         if kind not in self._warned:
@@ -72,24 +74,25 @@ class SharedCache:
         """Whether the folder and its key can be trusted (checked once; warns once if not)."""
         if self._usable is None:
             self._usable = False
-            key_path = self.root / KEY_FILE
+            fix = (f"The administrator can fix it with: chown -R root: {self.root} && "
+                   f"chmod -R go-w {self.root}")
+            where = self.root
             try:
                 why = why_untrusted(self.root)
-                where = self.root
                 if why is None:
-                    why, where = why_untrusted(key_path), key_path
+                    where = self.root / KEY_FILE
+                    why = why_untrusted(where)
                 if why is None:
-                    self._key = key_path.read_bytes()
+                    self._key = where.read_bytes()
                     self._usable = len(self._key) >= 32
-                    why = None if self._usable else "has a key shorter than 32 bytes"
+                    why = None if self._usable else "holds a key shorter than 32 bytes"
             except OSError as exc:
-                why, where = f"cannot be read ({exc.strerror or exc})", key_path
+                why = f"cannot be read ({exc.strerror or exc})"
+                fix = f"Fill it with: python -m wasi_magic warm --shared {self.root} NOTEBOOKS"
             if why is not None:
+                self.problem = f"{where} {why}"
                 self._warn("root", f"the shared cache {where} {why}, so it is not used: cells "
-                                   f"are built in your own cache. The administrator can fix it "
-                                   f"with: chown -R root: {self.root} && chmod -R go-w "
-                                   f"{self.root} (and fill it with: python -m wasi_magic warm "
-                                   f"--shared {self.root} NOTEBOOKS).")
+                                   f"are built in your own cache. {fix}.")
         return self._usable
 
     def get(self, section: str, name: str, suffix: str) -> Entry | None:
