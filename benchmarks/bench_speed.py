@@ -661,6 +661,9 @@ def compute_scenarios(results: Results, p1: P1Interpreter | None, scratch: Path,
     for strategy in STRATEGIES:
         facts[strategy] = compiler_scenarios(results, strategy, artifact, expected, scratch, reps)
         gc.collect()  # drop that engine's compiled components before the next one
+    from bench_tierup import tierup_scenarios  # issue 14: first run Winch, second Cranelift
+    facts["tier_up"] = tierup_scenarios(results, artifact, expected, scratch, reps)
+    gc.collect()
     if p1 is not None:
         log(f"guest compute: P1 interpreter, {reps} reps...")
         measure_into(results.new("compute_p1", "P1 python.wasm -c (Cranelift, context)"), reps,
@@ -739,6 +742,7 @@ def verdicts(results: Results) -> list[Verdict]:
     p1_api = ratio(m("p1"), m("quick_api"))
     p1_guest = ratio(m("p1_pair"), results.part_median("quick_pair", QUICK_PARTS[0]))
     compute = ratio(m("compute_winch"), m("compute_native"))
+    second = ratio(m("compute_tier_second"), m("compute_native"))
     quick, growth = m("quick_edited"), m("rss_growth")
     background, ready = m("background_on"), ratio(m("background_ready"), m("naive"))
     runs = results.facts.get("memory_runs", MEMORY_RUNS)
@@ -769,6 +773,8 @@ def verdicts(results: Results) -> list[Verdict]:
         Verdict("compute_winch", "guest compute, wasm (Winch) / native", compute,
                 TARGET_COMPUTE_RATIO,
                 f"{show(compute, '{:.2f}x'.format)} (target <= {TARGET_COMPUTE_RATIO:.0f}x)"),
+        Verdict("compute_tier_second", "guest compute, 2nd run after tier-up (Cranelift) / "
+                "native", second, 2.5, f"{show(second, '{:.2f}x'.format)} (target <= 2.5x)"),
         Verdict("rss_growth", f"host RSS growth over {runs} quick runs", growth, TARGET_RSS_GROWTH,
                 f"{show(growth, format_bytes)} (target <= {format_bytes(TARGET_RSS_GROWTH)})"),
     ]
@@ -791,11 +797,18 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("GUEST COMPUTE (CPU-bound cell)", [
         ("compute_native", ""), ("compute_winch", f"<= {TARGET_COMPUTE_RATIO:.0f} x native"),
         ("compute_cranelift", ""), ("compute_p1", ""), ("compile_winch", ""),
-        ("compile_cranelift", "")]),
+        ("compile_cranelift", ""), ("compute_tier_first", ""), ("compute_tier_wait", ""),
+        ("compute_tier_second", "<= 2.5 x native (issue 14)")]),
     ("MEMORY", [
         ("linear_memory", ""), ("instance_rss", ""), ("p1_memory", ""), ("quick_many", ""),
         ("rss_growth", f"<= {format_bytes(TARGET_RSS_GROWTH)}")]),
 ]
+
+def tierup_note(results: Results) -> str:
+    """Issue 14's tier-up line (first run Winch, second run Cranelift, against native)."""
+    from bench_tierup import tierup_note as note
+    return note(results)
+
 
 def compiler_note(results: Results) -> str:
     """What the compute cell says about Winch against Cranelift."""
@@ -859,6 +872,7 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
         *(check.line() for check in checks),
         "",
         compiler_note(results),
+        tierup_note(results),
         f"Memory: {memory.get('method', 'not measured')}.",
         f"Total benchmark time: {format_seconds(results.facts.get('total_seconds', 0.0))}.",
     ])
@@ -872,6 +886,7 @@ def report(info: dict[str, Any], results: Results) -> tuple[str, dict[str, Any]]
         "scenarios": results.summary(),
         "targets": {check.key: {"name": check.name, **check.summary()} for check in checks},
         "compiler_note": compiler_note(results),
+        "tierup_note": tierup_note(results),
         **results.facts,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

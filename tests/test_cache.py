@@ -141,8 +141,8 @@ def test_an_entry_rewritten_by_anything_but_wasi_magic_is_never_loaded(
     [probe_entry] = list((cold_cache / "compiled").rglob("*.cwasm"))
     # Another program's compiled form (the quick sandbox's), with its own sealed metadata,
     # copied under the probe's name: what the v1 attack did.
-    # (The same compiler settings' folder: the shared cache may hold other settings' too.)
-    quick_entry = shared_cache / "compiled" / probe_entry.parent.name / f"{quick_ready.sha256}.cwasm"
+    [quick_entry] = list((shared_cache / "compiled" / runtime.tag).glob(
+        f"{quick_ready.sha256}.cwasm"))
     probe_entry.write_bytes(quick_entry.read_bytes())
     probe_entry.with_suffix(".json").write_text(quick_entry.with_suffix(".json").read_text())
     again = Runtime(cache=Cache(cold_cache)).run(probe, Capabilities.parse(args=["hello"]))

@@ -79,10 +79,21 @@ def _cache_key() -> bytes:
     return _key
 
 
-def seal(section: str, name: str, size: int, sha256: str) -> str:
-    """The keyed digest that says wasi-magic wrote this entry."""
+def seal(section: str, name: str, size: int, sha256: str, key: bytes | None = None) -> str:
+    """The keyed digest that says wasi-magic wrote this entry (with this user's key, or
+    ``key``: a shared cache's own, see :mod:`wasi_magic.shared_cache`)."""
     message = f"{section}\0{name}\0{size}\0{sha256}".encode()
-    return hmac.new(_cache_key(), message, "sha256").hexdigest()
+    return hmac.new(key if key is not None else _cache_key(), message, "sha256").hexdigest()
+
+
+def verified(section: str, name: str, data: Path, meta: dict[str, Any],
+             key: bytes | None = None) -> bool:
+    """True if ``meta`` carries the seal over (section, name, size, sha256) and ``data``
+    has that size and sha256. Raises KeyError/TypeError/OSError on malformed entries."""
+    return (hmac.compare_digest(str(meta.get("seal", "")),
+                                seal(section, name, meta["size"], meta["sha256"], key))
+            and data.stat().st_size == meta["size"]
+            and file_sha256(data) == meta["sha256"])
 
 
 @dataclass(frozen=True)
@@ -96,12 +107,17 @@ class Entry:
 class Cache:
     """A directory of content-addressed entries, grouped in sections."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, key: bytes | None = None,
+                 public: bool = False, layered: bool = True) -> None:
         #: The folder asked for; ``root`` is where entries really go (a private
         #: temporary folder if the asked one is not safe to trust).
         self.requested = Path(root) if root is not None else cache_dir()
         self.root = self.requested
         self.enabled = True
+        #: The sealing key (None: this user's); ``public``: entries readable by every
+        #: user (a shared cache being filled); ``layered``: look in the shared cache
+        #: (``$WASI_MAGIC_SHARED_CACHE``) for what this one lacks.
+        self._key, self._public, self._layered = key, public, layered
         self._warned = False
         self._checked = False
 
@@ -119,6 +135,8 @@ class Cache:
         except OSError:
             return  # _section reports it (and disables the cache)
         if info.st_uid == os.getuid() and not info.st_mode & 0o022:
+            if self._public:
+                self.root.chmod(0o755)
             return
         why = ("is owned by another user" if info.st_uid != os.getuid()
                else "can be written by other users")
@@ -136,12 +154,21 @@ class Cache:
         folder = self.root / section
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            if self._public:  # every reader checks that no one else can write them
+                for part in (folder, *folder.parents):
+                    if part == self.root.parent:
+                        break
+                    part.chmod(0o755)
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise PermissionError(f"{folder} is not writable")
         except OSError as exc:
             self._disable(exc)
             return None
         return folder
+
+    def folder(self, section: str) -> Path | None:
+        """The folder of ``section`` (made if missing), or None if the cache is off."""
+        return self._section(section)
 
     def _disable(self, exc: OSError) -> None:
         self.enabled = False
@@ -153,7 +180,17 @@ class Cache:
                 f"{ENV_VAR} to a writable folder to fix this.", RuntimeWarning, stacklevel=3)
 
     def get(self, section: str, name: str, suffix: str) -> Entry | None:
-        """The entry ``section/name`` if present and intact; a damaged one is removed."""
+        """The entry ``section/name`` if present and intact (a damaged one is removed),
+        else the shared cache's, if there is one and it holds it intact."""
+        entry = self._get_own(section, name, suffix)
+        if entry is None and self._layered:
+            from .shared_cache import shared_cache
+            shared = shared_cache()
+            if shared is not None and shared.root != self.root:
+                entry = shared.get(section, name, suffix)
+        return entry
+
+    def _get_own(self, section: str, name: str, suffix: str) -> Entry | None:
         folder = self._section(section)
         if folder is None:
             return None
@@ -163,10 +200,7 @@ class Cache:
             # The metadata must carry our own seal over (section, name, size, sha256), and
             # the data must have that sha256: an entry written by anything but wasi-magic
             # (which would need the key, kept outside the cache) is rebuilt, never loaded.
-            if (hmac.compare_digest(str(meta.get("seal", "")),
-                                    seal(section, name, meta["size"], meta["sha256"]))
-                    and data.stat().st_size == meta["size"]
-                    and file_sha256(data) == meta["sha256"]):
+            if verified(section, name, data, meta, self._key):
                 return Entry(data, meta)
         except FileNotFoundError:
             if not meta_path.exists() and not data.exists():
@@ -184,13 +218,14 @@ class Cache:
             return None
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=source.stat().st_size, sha256=meta.get("sha256") or file_sha256(source))
-        meta["seal"] = seal(section, name, meta["size"], meta["sha256"])
+        meta["seal"] = seal(section, name, meta["size"], meta["sha256"], self._key)
         try:
             with _temp_path(folder, suffix) as tmp:
                 if move:
                     shutil.move(str(source), tmp)
                 else:
                     shutil.copyfile(source, tmp)
+                self._publish(tmp)
                 os.replace(tmp, data)
             self._write_meta(folder / f"{name}.json", meta)
         except OSError as exc:
@@ -206,10 +241,11 @@ class Cache:
             return None
         data = folder / f"{name}{suffix}"
         meta = dict(meta, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
-        meta["seal"] = seal(section, name, meta["size"], meta["sha256"])
+        meta["seal"] = seal(section, name, meta["size"], meta["sha256"], self._key)
         try:
             with _temp_path(folder, suffix) as tmp:
                 Path(tmp).write_bytes(payload)
+                self._publish(tmp)
                 os.replace(tmp, data)
             self._write_meta(folder / f"{name}.json", meta)
         except OSError as exc:
@@ -217,10 +253,15 @@ class Cache:
             return None
         return Entry(data, meta)
 
-    @staticmethod
-    def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    def _publish(self, tmp: str) -> None:
+        """Make a file about to be renamed into a public (shared) cache readable by all."""
+        if self._public:
+            os.chmod(tmp, 0o644)
+
+    def _write_meta(self, path: Path, meta: dict[str, Any]) -> None:
         with _temp_path(path.parent, ".json") as tmp:
             Path(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+            self._publish(tmp)
             os.replace(tmp, path)
 
     def discard(self, section: str, name: str, suffix: str) -> None:

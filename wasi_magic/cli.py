@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
@@ -36,8 +37,10 @@ def run_in_process(target: Any, caps: Capabilities, *, limits: Limits,
     if module:
         from .preview1 import run_module
         return run_module(target, caps, limits=limits, name=name, stdout=stdout, stderr=stderr)
-    from .runtime import default_runtime
-    return default_runtime().run(target, caps, limits=limits, stdout=stdout, stderr=stderr)
+    from .runtime import Runtime
+    # One run, then the process ends: no instance pool to keep warm, and no background
+    # Cranelift compile that the exit would only cut short.
+    return Runtime(tier_up=False).run(target, caps, limits=limits, stdout=stdout, stderr=stderr)
 
 
 #: The exit status of ``run`` when the guest traps or hits a limit: 134, as the
@@ -119,6 +122,9 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     warm = sub.add_parser("warm", help="build the quick-mode sandbox and the %%%%wasi cells "
                                        "of notebooks ahead of time")
     warm.add_argument("targets", nargs="*", metavar="NOTEBOOK.ipynb|DIR")
+    warm.add_argument("--shared", metavar="DIR",
+                      help="then copy it all into DIR, a read-only cache for every user of "
+                           "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
 
     cache = sub.add_parser("cache", help="cache info | cache clear")
     cache.add_argument("action", choices=("info", "clear"))
@@ -235,7 +241,8 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         return 0
     if ns.command == "warm":
         from .warm import warm
-        warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"))
+        warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
+             shared=ns.shared)
         return 0
     if ns.command == "inspect":
         if ns.core:
@@ -262,6 +269,14 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
                   f"{format_size(info['builds']['bytes'])}\n"
                   f"  compiled: {info['compiled']['entries']} compiled components, "
                   f"{format_size(info['compiled']['bytes'])}\n")
+        from .shared_cache import shared_cache
+        shared = shared_cache()
+        if shared is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # said here instead
+                usable = shared.usable()
+            out.write(f"shared cache (read-only): {shared.root}"
+                      f"{'' if usable else f' — not used: {shared.problem}'}\n")
     return 0
 
 

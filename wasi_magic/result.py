@@ -27,6 +27,9 @@ class RunResult:
     run_seconds: float = 0.0
     #: How the component was obtained: 'built', 'cached', 'compiled', 'deserialized', 'memory'.
     steps: dict[str, str] = field(default_factory=dict)
+    #: Which compiler made the code that ran: 'winch' or 'cranelift' (see
+    #: :mod:`wasi_magic.tierup`); None for a Preview 1 module.
+    tier: str | None = None
     #: The limits the run had, and what it used of them.
     limits: Limits | None = None
     fuel_used: int | None = None

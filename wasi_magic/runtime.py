@@ -28,6 +28,7 @@ from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
+from . import tierup
 from .sandbox import outbound_host, shim
 from .sandbox.store import (Deadline, describe_trap, instantiate, interrupt_guard, new_store,
                             stdin_folder)
@@ -49,13 +50,19 @@ _require_wasmtime = require_wasmtime
 
 
 class _Flavor:
-    """One engine configuration (with or without fuel metering) and its caches."""
+    """One engine configuration (compiler, with or without fuel metering) and its caches."""
 
-    def __init__(self, strategy: str, fuel: bool, pooled: bool = False) -> None:
+    def __init__(self, strategy: str, fuel: bool, pooled: bool = False, *,
+                 background: bool = False) -> None:
         config = wasmtime.Config()
         # Epoch interruption lets a timer (or an interrupt) stop a running guest.
         config.epoch_interruption = True
         config.consume_fuel = fuel
+        if background:
+            # A background (tier-up) compile takes one core, leaving the other to the
+            # kernel and the guest; the compiled code is the same (and loads in any
+            # engine of this configuration).
+            config.parallel_compilation = False
         self.strategy = strategy
         if strategy == "winch" and not shim.use_winch(config):
             # Winch compiles a Python component ~4x faster than Cranelift.
@@ -72,8 +79,9 @@ class _Flavor:
         outbound_host.define(self.linker)
         self.components: dict[str, Any] = {}
         version = importlib.metadata.version("wasmtime")
-        self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}"
-                    f"{'-pool' if self.pooled else ''}-"
+        # (The pool is not in the tag: code compiled without it loads into a pooled engine,
+        # so a tier-up compile made in another process serves the worker's pooled runtime.)
+        self.tag = (f"wasmtime-{version}-{self.strategy}-epoch{'-fuel' if fuel else ''}-"
                     f"{platform.machine()}")
 
 
@@ -85,37 +93,48 @@ class Runtime:
     """
 
     def __init__(self, *, strategy: str = "winch", cache: Cache | None = None,
-                 pooled: bool = False) -> None:
+                 pooled: bool = False, tier_up: bool | None = None) -> None:
         _require_wasmtime()
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         #: Instances from a pool that stays resident (see :func:`shim.use_pooling`): for the
         #: one runtime that runs cells one at a time, not for every embedding.
         self._pooled = pooled
-        self._flavors = {False: _Flavor(strategy, fuel=False, pooled=pooled)}
-        plain = self._flavors[False]
+        plain = _Flavor(strategy, fuel=False, pooled=pooled)
+        self._flavors = {(plain.strategy, False): plain}
         self.strategy = plain.strategy
         self.engine = plain.engine
         self.linker = plain.linker
         self.tag = plain.tag
         self._cache = cache
         self._lock = threading.RLock()
+        if tier_up is None:
+            tier_up = tierup.enabled()
+        #: Recompiles Winch-compiled components with Cranelift in the background (None: off).
+        self.tier_up: tierup.TierUp | None = (
+            tierup.TierUp() if tier_up and self.strategy == "winch" else None)
 
     @property
     def cache(self) -> Cache:
         """The on-disk cache (the default one unless given)."""
         return self._cache if self._cache is not None else default_cache()
 
-    def _flavor(self, fuel: bool) -> _Flavor:
+    def _flavor(self, fuel: bool, strategy: str | None = None) -> _Flavor:
+        key = (strategy or self.strategy, fuel)
         with self._lock:
-            if fuel not in self._flavors:
-                self._flavors[fuel] = _Flavor(self.strategy, fuel, self._pooled)
-            return self._flavors[fuel]
+            if key not in self._flavors:
+                self._flavors[key] = _Flavor(key[0], fuel, self._pooled)
+            return self._flavors[key]
 
     def engine_and_linker(self, fuel: bool = False) -> tuple[Any, Any]:
         """The engine and linker for runs with (``fuel=True``) or without fuel metering."""
         flavor = self._flavor(fuel)
         return flavor.engine, flavor.linker
+
+    def wait_tier_up(self, timeout: float | None = None) -> bool:
+        """Wait until no background Cranelift compile is queued or running (True), or
+        ``timeout`` seconds passed (False). True at once if tier-up is off."""
+        return self.tier_up.wait(timeout) if self.tier_up is not None else True
 
     def forget(self) -> None:
         """Drop compiled components held in memory."""
@@ -125,44 +144,81 @@ class Runtime:
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
                   fuel: bool = False) -> tuple[Any, float, str]:
-        """The compiled component for ``artifact``: ``(component, seconds, how)``.
+        """The component for ``artifact`` compiled by this runtime's own compiler (the
+        one :attr:`engine` runs): ``(component, seconds, how)``.
 
         ``how`` is 'memory', 'deserialized' (from the disk cache) or 'compiled'.
         """
         started = time.perf_counter()
-        flavor = self._flavor(fuel)
-        if isinstance(artifact, Artifact):
-            path, digest = artifact.path, artifact.sha256
-        else:
-            path = Path(artifact)
-            try:
-                digest = _file_digest(path)
-            except OSError as exc:
-                raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
+        path, digest = _source(artifact)
         with self._lock:
-            found = flavor.components.get(digest)
+            component, how = self._load(self._flavor(fuel), path, digest, fuel)
+        return component, time.perf_counter() - started, how
+
+    def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
+                 fuel: bool = False) -> tuple[Any, float, str, str]:
+        """The best compiled component at hand for running ``artifact``:
+        ``(component, seconds, how, tier)``.
+
+        With tier-up on, that is the Cranelift one if it is in memory or in the cache;
+        otherwise the Winch one (compiled now if need be), and a Cranelift compile is
+        started in the background for the next run. ``tier`` is 'winch' or 'cranelift'.
+        """
+        started = time.perf_counter()
+        flavor, component, how = self._best(artifact, fuel)
+        return component, time.perf_counter() - started, how, flavor.strategy
+
+    def _best(self, artifact: Artifact | str | os.PathLike[str],
+              fuel: bool) -> tuple[_Flavor, Any, str]:
+        path, digest = _source(artifact)
+        base = self._flavor(fuel)
+        with self._lock:
+            if self.tier_up is None:
+                return (base, *self._load(base, path, digest, fuel))
+            top = self._flavor(fuel, "cranelift")
+            found = top.components.get(digest)
             if found is not None:
-                return found, time.perf_counter() - started, "memory"
-            section = f"compiled/{flavor.tag}"
-            entry = self.cache.get(section, digest, ".cwasm")
-            how = "deserialized"
-            component = None
-            if entry is not None:
-                try:
-                    component = wcomponent.Component.deserialize_file(flavor.engine, str(entry.path))
-                except wasmtime.WasmtimeError:
-                    self.cache.discard(section, digest, ".cwasm")
-            if component is None:
-                how = "compiled"
-                component = _compile(flavor.engine, path)
-                try:
-                    self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
-                                         {"source": str(path)})
-                except wasmtime.WasmtimeError:
-                    pass
-            _prime(flavor, component, fuel)
-            flavor.components[digest] = component
-            return component, time.perf_counter() - started, how
+                return top, found, "memory"
+            # Never read an entry the background compile may be writing this moment.
+            if not self.tier_up.pending(digest, fuel):
+                loaded = self._load(top, path, digest, fuel, compile=False)
+                if loaded is not None:
+                    base.components.pop(digest, None)  # swapped: the Winch code is not needed
+                    return (top, *loaded)
+            component, how = self._load(base, path, digest, fuel)
+            if self.cache.enabled:
+                self.tier_up.request(path, digest, fuel, self.cache.root)
+            return base, component, how
+
+    def _load(self, flavor: _Flavor, path: Path, digest: str, fuel: bool, *,
+              compile: bool = True) -> Any:
+        """``(component, how)`` from memory, the disk cache or (if ``compile``) Wasmtime;
+        None if not compiled yet and ``compile`` is False. Hold ``self._lock``."""
+        found = flavor.components.get(digest)
+        if found is not None:
+            return found, "memory"
+        section = f"compiled/{flavor.tag}"
+        entry = self.cache.get(section, digest, ".cwasm")
+        how = "deserialized"
+        component = None
+        if entry is not None:
+            try:
+                component = wcomponent.Component.deserialize_file(flavor.engine, str(entry.path))
+            except wasmtime.WasmtimeError:
+                self.cache.discard(section, digest, ".cwasm")
+        if component is None:
+            if not compile:
+                return None
+            how = "compiled"
+            component = _compile(flavor.engine, path)
+            try:
+                self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
+                                     {"source": str(path)})
+            except wasmtime.WasmtimeError:
+                pass
+        _prime(flavor, component, fuel)
+        flavor.components[digest] = component
+        return component, how
 
     def run(
         self,
@@ -192,13 +248,15 @@ class Runtime:
                             max_output=output_limit)
         caps = capabilities if capabilities is not None else Capabilities()
         name = artifact.name if isinstance(artifact, Artifact) else Path(artifact).name
-        flavor = self._flavor(bool(limits.fuel))
-        component, compile_seconds, how = self.component(artifact, fuel=bool(limits.fuel))
+        started = time.perf_counter()
+        flavor, component, how = self._best(artifact, bool(limits.fuel))
+        compile_seconds = time.perf_counter() - started
         out = OutputSink("stdout", stdout, limits.max_output)
         err = OutputSink("stderr", stderr, limits.max_output)
         result = RunResult(status=0, stdout="", stderr="", capabilities=caps,
                            artifact=artifact.path if isinstance(artifact, Artifact) else Path(artifact),
                            compile_seconds=compile_seconds, steps={"component": how},
+                           tier=flavor.strategy,
                            limits=limits)
         deadline = Deadline(flavor.engine, limits.timeout)
         with self._lock, stdin_folder(caps) as stdin_dir:
@@ -261,6 +319,17 @@ def _prime(flavor: _Flavor, component: Any, fuel: bool) -> None:
         pass
     finally:
         del store
+
+
+def _source(artifact: Artifact | str | os.PathLike[str]) -> tuple[Path, str]:
+    """The file of ``artifact`` and its sha256 (which keys every compiled copy)."""
+    if isinstance(artifact, Artifact):
+        return artifact.path, artifact.sha256
+    path = Path(artifact)
+    try:
+        return path, _file_digest(path)
+    except OSError as exc:
+        raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
 
 
 #: sha256 of component files run by path, keyed by what ``stat`` says of the file.

@@ -17,12 +17,15 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .artifact import Artifact
 from .builder import ProgressCallback, build
 from .errors import UsageError, WasiMagicError
 from .flags import cell_parser
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -121,15 +124,19 @@ def _build_flags(text: str) -> argparse.Namespace | None:
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
-         report: Callable[[str], None] = print) -> list[Artifact]:
-    """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks.
+         report: Callable[[str], None] = print, shared: str | Path | None = None) -> list[Artifact]:
+    """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
+    compile them (with Cranelift, see :func:`warm_runtime`) into the cache.
 
     ``targets`` are notebooks or folders (searched for ``*.ipynb``). A cell
     that cannot be built (e.g. a lesson showing a build error on purpose) is
-    reported and skipped.
+    reported and skipped. With ``shared`` (a folder), everything is then copied into
+    that shared cache, for every user of the server (see :mod:`wasi_magic.shared_cache`).
     """
-    from .runtime import default_runtime
-    runtime = default_runtime()
+    if shared is not None:
+        from .shared_cache import open_for_filling
+        open_for_filling(Path(shared))  # refuse an unsafe folder before building anything
+    runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
     runtime.component(built[0])  # compiled too, into the compiled-component cache
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
@@ -152,7 +159,20 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
             runtime.component(artifact)
             built.append(artifact)
             report(f"{where}: {'cached' if artifact.cached else 'built'}")
+    if shared is not None:
+        from .shared_cache import export
+        export(built, Path(shared), runtime.cache, report)
     return built
+
+
+def warm_runtime() -> "Runtime":
+    """The runtime warm compiles with: Cranelift (what runs once tier-up is done, so no
+    student's kernel recompiles), or Winch if tier-up is off (``WASI_MAGIC_TIER_UP=0``)."""
+    from . import tierup
+    from .runtime import Runtime, default_runtime
+    if not tierup.enabled():
+        return default_runtime()
+    return Runtime(strategy="cranelift", tier_up=False)
 
 
 def _notebooks(targets: Iterable[str | Path]) -> Iterator[Path]:

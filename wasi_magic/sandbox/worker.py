@@ -117,9 +117,9 @@ class Worker:
         """Compile (or load from the cache) a component ahead of its run."""
         from ..runtime import default_runtime
         self._use_cache(cache)
-        runtime = default_runtime()
-        _, seconds, how = runtime.component(target, fuel=fuel)
-        return {"seconds": seconds, "how": how, "strategy": runtime.strategy}
+        # The tier it will run with: Winch, or Cranelift once tier-up made it.
+        _, seconds, how, tier = default_runtime().compiled(target, fuel=fuel)
+        return {"seconds": seconds, "how": how, "strategy": tier}
 
     def _do_interface(self, rid: int, target: Any, cache: str | None) -> tuple:
         """What a component imports (``wasi:filesystem/preopens@0.2.9`` …) and exports."""
@@ -213,7 +213,7 @@ class Worker:
 
 #: The RunResult fields a worker sends back (the kernel knows the rest).
 RESULT_FIELDS = ("status", "stdout", "stderr", "trap", "compile_seconds", "instantiate_seconds",
-                 "run_seconds", "steps", "fuel_used", "truncated", "limit_note")
+                 "run_seconds", "steps", "fuel_used", "truncated", "limit_note", "tier")
 
 
 def main() -> None:

@@ -1,0 +1,127 @@
+"""Tier-up on the CPU-bound cell: first run (Winch) vs second run (Cranelift) vs native.
+
+    python benchmarks/bench_tierup.py [--reps 3] [--json PATH]
+
+Each rep starts from a cold compiled-component cache, with tier-up on, as a new
+kernel meeting a new cell does:
+
+- first run: ``Runtime.run`` compiles the component with Winch (timed apart) and
+  runs it; the background Cranelift compile starts right after that run;
+- the wait for that background compile (its wall time, at ``nice 19``, on one core);
+- second run: the same runtime runs the cell again, now with the Cranelift code
+  (deserialized from the cache);
+
+and native CPython runs the same source in this process, taking turns with the above.
+Also called by ``bench_speed.py``, whose GUEST COMPUTE section shows these rows.
+Times are reported, never asserted; outputs are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bench_core as core  # noqa: E402
+import bench_speed as speed  # noqa: E402
+from bench_core import format_seconds, log  # noqa: E402
+
+#: Issue 14: a CPU-bound cell run a second time (Cranelift after tier-up) / native.
+TARGET_SECOND_RUN_RATIO = 2.5
+#: Background compile: how long to wait at most (a bound, not a target).
+PATIENCE = 900.0
+
+ROWS = ("compute_native", "compute_tier_first", "compute_tier_wait", "compute_tier_second")
+
+
+def tierup_scenarios(results: "speed.Results", artifact: Any, expected: str, scratch: Path,
+                     reps: int, *, native: bool = False) -> dict[str, Any]:
+    """Measure first (Winch) and second (Cranelift) runs of ``artifact`` with tier-up on;
+    with ``native``, the native run too (taking turns)."""
+    from wasi_magic.cache import Cache
+    from wasi_magic.runtime import Runtime
+
+    first = results.new("compute_tier_first", "tier-up, 1st run: Winch (run; compile apart)",
+                        parts=("Winch compile (first run only)",))
+    waited = results.new("compute_tier_wait", "tier-up: background Cranelift compile (wall)")
+    second = results.new("compute_tier_second", "tier-up, 2nd run: Cranelift (run)",
+                         parts=("load Cranelift code from the cache",))
+    natives = results.new("compute_native", "native CPython (exec in this process)") \
+        if native else None
+    steps: list[dict[str, Any]] = []
+    for rep in range(reps):
+        if natives is not None:
+            seconds, stdout = speed.native_exec(speed.COMPUTE_SOURCE)
+            speed.expect("compute cell, native", stdout, "", expected)
+            natives.add(seconds)
+        log(f"tier-up: rep {rep + 1}/{reps}: first run (Winch)...")
+        runtime = Runtime(cache=Cache(scratch / f"cache-tierup-{rep}"), tier_up=True)
+        one = runtime.run(artifact, timeout=None)
+        speed.expect("compute cell, tier-up first run", one.stdout, one.stderr, expected)
+        first.add(one.run_seconds, {"Winch compile (first run only)": one.compile_seconds})
+        started = time.perf_counter()
+        if not runtime.wait_tier_up(PATIENCE):
+            raise speed.SpeedError("the background Cranelift compile did not finish")
+        waited.add(time.perf_counter() - started)
+        two = runtime.run(artifact, timeout=None)
+        speed.expect("compute cell, tier-up second run", two.stdout, two.stderr, expected)
+        second.add(two.run_seconds, {"load Cranelift code from the cache": two.compile_seconds})
+        steps.append({"first": [one.tier, one.steps], "second": [two.tier, two.steps]})
+        if (one.tier, two.tier) != ("winch", "cranelift"):
+            raise speed.SpeedError(f"expected Winch then Cranelift, ran {one.tier} then {two.tier}")
+    return {"steps": steps}
+
+
+def tierup_note(results: "speed.Results") -> str:
+    """One line: first and second run against native."""
+    m = results.median
+    native, one, two = m("compute_native"), m("compute_tier_first"), m("compute_tier_second")
+    if None in (native, one, two):
+        return "Tier-up: not measured."
+    verdict = "met" if two / native <= TARGET_SECOND_RUN_RATIO else "NOT met"
+    return (f"Tier-up: the CPU-bound cell's first run (Winch) takes {format_seconds(one)} "
+            f"({one / native:.2f}x native), its second run (Cranelift) {format_seconds(two)} "
+            f"({two / native:.2f}x native; target <= {TARGET_SECOND_RUN_RATIO}x: {verdict}).")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "tierup.json")
+    args = parser.parse_args(argv)
+    from wasi_magic import build
+    from wasi_magic.cache import Cache
+    info = core.machine()
+    results = speed.Results()
+    expected = speed.native_exec(speed.COMPUTE_SOURCE)[1]
+    with tempfile.TemporaryDirectory(prefix="wasi-magic-tierup-") as tmp:
+        scratch = Path(tmp)
+        log("tier-up: building the CPU-bound cell (componentize-py)...")
+        artifact = build(speed.COMPUTE_SOURCE, cache=Cache(scratch / "cache-build"))
+        facts = tierup_scenarios(results, artifact, expected, scratch, args.reps, native=True)
+    info["load_average_end"] = core.load_average()
+    rows = []
+    for key in ROWS:
+        target = f"<= {TARGET_SECOND_RUN_RATIO} x native" if key == "compute_tier_second" else ""
+        rows += speed.scenario_rows(results, key, target)
+    print(f"Machine: {info['cpu']}, {info['cores']} cores; load average at start "
+          f"{info['load_average_start']}, at end {info['load_average_end']}")
+    print(core.render_table(rows))
+    print(tierup_note(results))
+    document = {"machine": info, "scenarios": results.summary(), "facts": facts,
+                "note": tierup_note(results)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    print(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

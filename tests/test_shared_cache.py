@@ -1,0 +1,180 @@
+"""The read-only shared cache of a classroom server (``$WASI_MAGIC_SHARED_CACHE``).
+
+A teacher's ``warm --shared DIR`` fills it once (a real Cranelift compile of the real
+quick-mode sandbox); students' kernels then find the build and its compiled form there,
+never building or compiling them; a shared cache others can write is refused with one
+warning; a tampered entry is built or compiled again in the student's own cache and
+never loaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from wasi_magic.cache import Cache
+from wasi_magic.capabilities import Capabilities
+from wasi_magic.quick import with_source
+
+
+def _cache_with_build(root: Path, artifact) -> Path:
+    """A fresh cache holding only ``artifact``'s build entry (sealed by this user's key)."""
+    (root / "builds").mkdir(parents=True)
+    for path in (artifact.path, artifact.path.with_suffix(".json")):
+        (root / "builds" / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def filled(quick_ready, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A shared cache filled by ``warm --shared`` from a teacher's cache."""
+    from wasi_magic.warm import warm
+    base = tmp_path_factory.mktemp("classroom")
+    teacher = _cache_with_build(base / "teacher", quick_ready)
+    shared = base / "srv" / "wasi-magic-cache"
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WASI_MAGIC_CACHE", str(teacher))
+        patch.setenv("WASI_MAGIC_TIER_UP", "1")  # warm compiles with Cranelift
+        patch.delenv("WASI_MAGIC_SHARED_CACHE", raising=False)
+        warm([], report=lines.append, shared=shared)
+    return shared, lines
+
+
+@pytest.fixture()
+def classroom(filled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A copy of the filled shared cache (modes kept) and an empty student cache, in use."""
+    from wasi_magic.builder import forget_memo
+    shared = tmp_path / "shared"
+    shutil.copytree(filled[0], shared)
+    shared.chmod(0o755)
+    student = tmp_path / "student"
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(student))
+    monkeypatch.setenv("WASI_MAGIC_SHARED_CACHE", str(shared))
+    forget_memo()
+    yield shared, student
+    forget_memo()
+
+
+def _caps(source: str) -> Capabilities:
+    return with_source(Capabilities(), source)
+
+
+def _cranelift_entry(root: Path) -> Path:
+    [entry] = [p for p in root.glob("compiled/*-cranelift-*/*.cwasm") if not p.name.startswith(".")]
+    return entry
+
+
+def test_warm_shared_fills_a_cache_every_user_can_read(filled, quick_ready) -> None:
+    shared, lines = filled
+    assert lines == ["quick-mode sandbox: cached", f"shared cache {shared}: 2 entries written"]
+    entry = _cranelift_entry(shared)
+    assert entry.stem == quick_ready.sha256
+    assert (shared / "builds" / f"{quick_ready.key}.wasm").exists()
+    for path in [shared, *shared.rglob("*")]:
+        if path.name.endswith(".lock"):
+            continue
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+
+def test_a_student_uses_shared_entries_without_building_or_compiling(classroom,
+                                                                     quick_ready) -> None:
+    from wasi_magic.quick import quick_sandbox
+    from wasi_magic.runtime import Runtime
+    shared, student = classroom
+    artifact = quick_sandbox()
+    assert artifact.cached and artifact.path.is_relative_to(shared)
+    assert artifact.sha256 == quick_ready.sha256
+    runtime = Runtime(cache=Cache(student), tier_up=True)
+    result = runtime.run(artifact, _caps("print('from the shared cache')"))
+    assert (result.stdout, result.steps, result.tier) == (
+        "from the shared cache\n", {"component": "deserialized"}, "cranelift")
+    assert runtime.wait_tier_up(0) and runtime.tier_up.done == []  # nothing to tier up
+    assert [p for p in _files(student) if p.suffix in (".wasm", ".cwasm")] == []
+
+
+@pytest.mark.parametrize("where", [".", "compiled"])
+def test_a_shared_cache_others_can_write_is_refused_with_one_warning(classroom, quick_ready,
+                                                                     where: str) -> None:
+    shared, student = classroom
+    (shared / where).chmod(0o777)
+    cache = Cache(student)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert cache.get("compiled/" + _cranelift_entry(shared).parent.name,
+                             quick_ready.sha256, ".cwasm") is None
+            if where == ".":
+                assert cache.get("builds", quick_ready.key, ".wasm") is None
+    texts = [str(w.message) for w in caught]
+    assert len(texts) == 1 and "can be written by other users" in texts[0], texts
+    assert "chmod -R go-w" in texts[0] or "not used" in texts[0]
+
+
+def test_a_tampered_shared_entry_is_compiled_again_into_the_user_cache(classroom,
+                                                                       quick_ready) -> None:
+    from wasi_magic.runtime import Runtime
+    shared, student = classroom
+    entry = _cranelift_entry(shared)
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes: native code no one sealed
+    entry.write_bytes(bytes(data))
+    runtime = Runtime(cache=Cache(student), tier_up=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = runtime.run(quick_ready, _caps("print('safe')"))
+    assert (first.stdout, first.steps, first.tier) == ("safe\n", {"component": "compiled"},
+                                                      "winch")
+    assert ["damaged or not sealed" in str(w.message) for w in caught] == [True]
+    # The Cranelift code is made again, in the student's cache, and used from there.
+    assert runtime.wait_tier_up(600)
+    assert _cranelift_entry(student).stem == quick_ready.sha256
+    again = Runtime(cache=Cache(student), tier_up=True).run(quick_ready, _caps("print(1)"))
+    assert (again.stdout, again.tier) == ("1\n", "cranelift")
+
+
+def test_an_entry_sealed_with_another_key_is_not_used(classroom, quick_ready) -> None:
+    """An entry copied in from a user's own cache (sealed with that user's key, not the
+    shared cache's) is refused: only ``warm --shared`` writes shared entries."""
+    shared, student = classroom
+    own = Cache(student, layered=False)
+    assert own.put_file("builds", quick_ready.key, ".wasm", quick_ready.path,
+                        {"build_seconds": 1.0}) is not None
+    for name in (f"{quick_ready.key}.wasm", f"{quick_ready.key}.json"):
+        shutil.copyfile(student / "builds" / name, shared / "builds" / name)
+    shutil.rmtree(student / "builds")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Cache(student).get("builds", quick_ready.key, ".wasm") is None
+    assert len(caught) == 1 and "not sealed by its key" in str(caught[0].message)
+
+
+def test_warm_shared_refuses_a_folder_others_can_write(tmp_path: Path) -> None:
+    from wasi_magic.errors import UsageError
+    from wasi_magic.warm import warm
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(UsageError, match="can be written by other users"):
+        warm([], shared=shared)
+
+
+def test_the_cli_refuses_an_unsafe_shared_folder_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", "--shared", str(shared)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "can be written by other users" in line and str(shared) in line
