@@ -227,3 +227,13 @@ def test_the_stdlib_is_no_mount_and_reveals_no_host_path(sandbox_component, sand
             assert host not in text, host
     assert "hello file" in run_quick("print(open('/data/input.txt').read())",
                                      Capabilities.parse(["data::/data::ro"], cwd=sandbox)).stdout
+
+
+def test_long_writes_arrive_whole(sandbox_component) -> None:
+    """A WASI stream takes 8 KiB per write; the guest's unbuffered stdout used to drop the
+    rest of a partial write (20,000 characters arrived as 8,192)."""
+    result = run_quick("import sys\nsys.stdout.write('x' * 20000)\nprint('y' * 100000)\n"
+                       "sys.stderr.write('z' * 30000)\nprint('é' * 9000, flush=True)\n",
+                       output_limit=1 << 20)
+    assert result.stdout == "x" * 20000 + "y" * 100000 + "\n" + "é" * 9000 + "\n"
+    assert result.stderr == "z" * 30000

@@ -25,7 +25,7 @@ from .flags import CELL_ARGUMENTS
 from .errors import UsageError, WasiMagicError
 from .output import format_size
 from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
-from .result import RunResult
+from .result import BuildingResult, RunResult
 from .sandbox.supervisor import default_sandbox
 
 
@@ -271,9 +271,10 @@ class WasiMagics(Magics):
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         ran = f"wasi: ran in the runner in {(time.perf_counter() - started) * 1000:.0f} ms"
+        # Reading R.artifact (--result R) waits for the component built behind the run.
+        result = BuildingResult.of(result, None)
         result.steps["build"] = "runner"
         result.steps["background"] = "building"
-        result.artifact = None
 
         def finished(future: Any) -> None:
             if future.cancelled():

@@ -51,3 +51,37 @@ class RunResult:
         extra = f", trap={self.trap!r}" if self.trap else ""
         return (f"RunResult(status={self.status}, stdout={out!r}, "
                 f"stderr={len(self.stderr)} chars{extra}, run_seconds={self.run_seconds:.4f})")
+
+
+class BuildingResult(RunResult):
+    """The result of a build-mode cell that ran in the quick-mode runner while its own
+    component is built behind it (see :mod:`wasi_magic.background`).
+
+    Reading :attr:`artifact` waits for that build (Interrupt stops the wait) and gives
+    the built component's path, or None if the build failed or was stopped.
+    """
+
+    @property  # type: ignore[override]
+    def artifact(self) -> Path | None:
+        pending = self.pending
+        if self.__dict__.get("_artifact") is None and pending is not None:
+            try:
+                built = pending.result()
+            except BaseException as exc:  # noqa: BLE001 - failed or stopped: no artifact
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                return None
+            self.__dict__["_artifact"] = built.path
+        return self.__dict__.get("_artifact")
+
+    @artifact.setter
+    def artifact(self, value: Path | None) -> None:
+        self.__dict__["_artifact"] = value
+
+    @classmethod
+    def of(cls, result: RunResult, pending: Any) -> "BuildingResult":
+        """``result`` as a BuildingResult whose component is the Future ``pending``."""
+        from dataclasses import fields
+        values = {f.name: getattr(result, f.name) for f in fields(result)}
+        values.update(artifact=None, pending=pending)
+        return cls(**values)

@@ -5,6 +5,8 @@ while it pre-initializes it; whatever they import then is in the snapshot.
 """
 
 import importlib
+import io
+import sys
 import time
 
 #: Prefix of the message the host's builder looks for in componentize-py's log.
@@ -56,3 +58,45 @@ def sliced_sleep(seconds: float) -> None:
 def install_sliced_sleep() -> None:
     """Replace ``time.sleep`` with :func:`sliced_sleep` for the whole guest."""
     time.sleep = sliced_sleep
+
+
+class WholeWrites(io.RawIOBase):
+    """A raw output stream whose ``write`` writes all it is given.
+
+    A WASI output stream takes at most 8 KiB per write, and the guest's
+    ``sys.stdout`` is unbuffered (a text layer straight over the raw stream),
+    which drops what a partial write left over: ``print("x" * 20000)`` showed
+    only 8,192 characters. This layer writes the rest.
+    """
+
+    def __init__(self, raw) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            written = self._raw.write(view[done:])
+            if not written:
+                raise OSError("the output stream accepted nothing")
+            done += written
+        return done
+
+
+def install_whole_writes() -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` write everything (see :class:`WholeWrites`)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        raw = getattr(stream, "buffer", None)
+        if not isinstance(raw, io.FileIO):
+            continue  # buffered: io.BufferedWriter already writes the rest
+        setattr(sys, name, io.TextIOWrapper(
+            WholeWrites(raw), encoding=stream.encoding, errors=stream.errors,
+            line_buffering=stream.line_buffering, write_through=True))

@@ -36,6 +36,7 @@ def _load_source() -> types.ModuleType:
 
 
 _guest.install_sliced_sleep()
+_guest.install_whole_writes()
 _guest.preload(_source.REQUIRED, _source.OPTIONAL)
 _user = _load_source()
 globals().update({name: value for name, value in vars(_user).items() if not name.startswith("_")})
