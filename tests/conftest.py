@@ -108,3 +108,15 @@ def python_child(code: str, env: dict[str, str] | None = None, timeout: float = 
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=full_env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def session_ready(shared_cache: Path):
+    """The session component, built and compiled (plain, and metering fuel) into the
+    shared cache before any test uses it."""
+    from wasi_magic.runtime import default_runtime
+    from wasi_magic.sessions import session_component
+    artifact = session_component()
+    default_runtime().component(artifact)
+    default_runtime().component(artifact, fuel=True)
+    return artifact

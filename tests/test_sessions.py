@@ -22,18 +22,6 @@ from wasi_magic.sandbox.supervisor import Sandbox
 from wasi_magic.sessions import MAX_SESSIONS, Session, SessionLost, Sessions
 
 
-@pytest.fixture(scope="session")
-def session_ready(shared_cache: Path):
-    """The session component, built and compiled (plain, and metering fuel) into the
-    shared cache before any test uses it."""
-    from wasi_magic.runtime import default_runtime
-    from wasi_magic.sessions import session_component
-    artifact = session_component()
-    default_runtime().component(artifact)
-    default_runtime().component(artifact, fuel=True)
-    return artifact
-
-
 @pytest.fixture(scope="module")
 def sandbox(session_ready):
     """A sandbox of this module's own (no spare worker: one process is enough here)."""

@@ -20,11 +20,12 @@ from wasi_magic.capabilities import Capabilities
 from wasi_magic.quick import with_source
 
 
-def _cache_with_build(root: Path, artifact) -> Path:
+def _cache_with_build(root: Path, *artifacts) -> Path:
     """A fresh cache holding only ``artifact``'s build entry (sealed by this user's key)."""
     (root / "builds").mkdir(parents=True)
-    for path in (artifact.path, artifact.path.with_suffix(".json")):
-        (root / "builds" / path.name).write_bytes(path.read_bytes())
+    for artifact in artifacts:
+        for path in (artifact.path, artifact.path.with_suffix(".json")):
+            (root / "builds" / path.name).write_bytes(path.read_bytes())
     return root
 
 
@@ -33,11 +34,11 @@ def _files(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def filled(quick_ready, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+def filled(quick_ready, session_ready, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A shared cache filled by ``warm --shared`` from a teacher's cache."""
     from wasi_magic.warm import warm
     base = tmp_path_factory.mktemp("classroom")
-    teacher = _cache_with_build(base / "teacher", quick_ready)
+    teacher = _cache_with_build(base / "teacher", quick_ready, session_ready)
     shared = base / "srv" / "wasi-magic-cache"
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
@@ -67,15 +68,16 @@ def _caps(source: str) -> Capabilities:
     return with_source(Capabilities(), source)
 
 
-def _cranelift_entry(root: Path) -> Path:
-    [entry] = [p for p in root.glob("compiled/*-cranelift-*/*.cwasm") if not p.name.startswith(".")]
+def _cranelift_entry(root: Path, sha256: str) -> Path:
+    [entry] = root.glob(f"compiled/*-cranelift-*/{sha256}.cwasm")
     return entry
 
 
 def test_warm_shared_fills_a_cache_every_user_can_read(filled, quick_ready) -> None:
     shared, lines = filled
-    assert lines == ["quick-mode sandbox: cached", f"shared cache {shared}: 2 entries written"]
-    entry = _cranelift_entry(shared)
+    assert lines == ["quick-mode sandbox: cached", "session sandbox: cached",
+                     f"shared cache {shared}: 4 entries written"]
+    entry = _cranelift_entry(shared, quick_ready.sha256)
     assert entry.stem == quick_ready.sha256
     assert (shared / "builds" / f"{quick_ready.key}.wasm").exists()
     for path in [shared, *shared.rglob("*")]:
@@ -110,7 +112,7 @@ def test_a_shared_cache_others_can_write_is_refused_with_one_warning(classroom, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            assert cache.get("compiled/" + _cranelift_entry(shared).parent.name,
+            assert cache.get("compiled/" + _cranelift_entry(shared, quick_ready.sha256).parent.name,
                              quick_ready.sha256, ".cwasm") is None
             if where == ".":
                 assert cache.get("builds", quick_ready.key, ".wasm") is None
@@ -123,7 +125,7 @@ def test_a_tampered_shared_entry_is_compiled_again_into_the_user_cache(classroom
                                                                        quick_ready) -> None:
     from wasi_magic.runtime import Runtime
     shared, student = classroom
-    entry = _cranelift_entry(shared)
+    entry = _cranelift_entry(shared, quick_ready.sha256)
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, other bytes: native code no one sealed
     entry.write_bytes(bytes(data))
@@ -136,7 +138,7 @@ def test_a_tampered_shared_entry_is_compiled_again_into_the_user_cache(classroom
     assert ["damaged or not sealed" in str(w.message) for w in caught] == [True]
     # The Cranelift code is made again, in the student's cache, and used from there.
     assert runtime.wait_tier_up(600)
-    assert _cranelift_entry(student).stem == quick_ready.sha256
+    assert _cranelift_entry(student, quick_ready.sha256).stem == quick_ready.sha256
     again = Runtime(cache=Cache(student), tier_up=True).run(quick_ready, _caps("print(1)"))
     assert (again.stdout, again.tier) == ("1\n", "cranelift")
 

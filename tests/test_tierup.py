@@ -38,7 +38,7 @@ def _cranelift_entries(root: Path) -> list[Path]:
 
 def _cache_with_build(root: Path, artifact) -> Path:
     """A fresh cache holding only ``artifact``'s build entry (sealed by this user's key)."""
-    (root / "builds").mkdir(parents=True)
+    (root / "builds").mkdir(parents=True, exist_ok=True)
     for path in (artifact.path, artifact.path.with_suffix(".json")):
         (root / "builds" / path.name).write_bytes(path.read_bytes())
     return root
@@ -183,14 +183,16 @@ def test_a_compile_killed_midway_or_of_a_changed_file_leaves_no_entry(quick_read
     assert _cranelift_entries(root) == []
 
 
-def test_warm_compiles_the_quick_sandbox_with_cranelift(quick_ready, tmp_path: Path,
+def test_warm_compiles_the_quick_sandbox_with_cranelift(quick_ready, session_ready, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from wasi_magic.warm import warm
     root = _cache_with_build(tmp_path / "cache", quick_ready)
+    _cache_with_build(root, session_ready)
     monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
     monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
     lines: list[str] = []
     warm([], report=lines.append)
-    assert lines == ["quick-mode sandbox: cached"]
-    assert [p.stem for p in _cranelift_entries(root)] == [quick_ready.sha256]
+    assert lines == ["quick-mode sandbox: cached", "session sandbox: cached"]
+    assert sorted(p.stem for p in _cranelift_entries(root)) == sorted(
+        [quick_ready.sha256, session_ready.sha256])
     assert not list(root.glob("compiled/*-winch-*/*.cwasm"))
