@@ -8,13 +8,14 @@ terminal (see :meth:`Capabilities.wasmtime_command`).
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .errors import CapabilityError, UsageError
-from .outbound import Origin, parse_grant
+
+if TYPE_CHECKING:
+    from .outbound import Origin
 
 #: Flags shared by every front end (``%%wasi``, ``%wasi run``, ``python -m
 #: wasi_magic run``): ``(names, argparse keyword arguments)``.
@@ -340,6 +341,7 @@ class Capabilities:
             words += ["--env", f"{name}={value}"]
         words.append(wasm)
         words += list(self.args)
+        import shlex
         line = shlex.join(words)
         if self.stdin_file is not None:
             line += " < " + shlex.quote(str(self.stdin_file))
@@ -356,6 +358,7 @@ class Capabilities:
                  for g in self.dirs]
         lines += [f"env  {name}={value}" for name, value in self.env]
         if self.args:
+            import shlex
             lines.append("args " + shlex.join(self.args))
         if self.stdin_file is not None:
             lines.append(f"stdin {self.stdin_file}")
@@ -367,7 +370,11 @@ class Capabilities:
 
 def _origins(specs: Iterable[str]) -> tuple[Origin, ...]:
     """``--allow-http`` values parsed, in order, each origin once."""
+    specs = list(specs)
+    if not specs:
+        return ()
     found: list[Origin] = []
+    from .outbound import parse_grant  # here: `python -m wasi_magic run` starts faster
     for spec in specs:
         origin = parse_grant(spec)
         if origin not in found:
