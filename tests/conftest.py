@@ -120,3 +120,4 @@ def session_ready(shared_cache: Path):
     default_runtime().component(artifact)
     default_runtime().component(artifact, fuel=True)
     return artifact
+
