@@ -17,15 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from ._shared import verdict
+
 LESSONS = Path(__file__).resolve().parent.parent
 BUILD = LESSONS / "build"
 TENANTS = BUILD / "tenants"
 HOST_INTERFACE = "wasi-magic:hosted/host@0.1.0"
 
-
-def verdict(exercise: str, problem: str | None, praise: str) -> None:
-    """Print one line: a tick and ``praise``, or a cross and the ``problem``."""
-    print(f"✔ {exercise}: {praise}" if problem is None else f"✘ {exercise}: {problem}")
 
 
 # Exercise 1 ---------------------------------------------------------------------------

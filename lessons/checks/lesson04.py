@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ._shared import verdict
+
 LESSONS = Path(__file__).resolve().parent.parent
 BUILD = LESSONS / "build"
 ANALYZER = LESSONS.parent / "guest_src" / "log_analyzer" / "analyzer.py"
@@ -31,10 +33,6 @@ CANDIDATES = [
     '{"timestamp": "t6", "level": "INFO", "message": "m", "duration_ms": 1e400}',
 ]
 
-
-def verdict(exercise: str, problem: str | None, praise: str) -> None:
-    """Print one line: a tick and ``praise``, or a cross and the ``problem``."""
-    print(f"✔ {exercise}: {praise}" if problem is None else f"✘ {exercise}: {problem}")
 
 
 def analyzer_module() -> Any:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from ._shared import verdict
+
 #: Exercise 2: the workload, the right home, and why.
 WORKLOADS: dict[str, tuple[str, str]] = {
     "a per-tenant plugin that transforms uploaded text":
@@ -27,10 +29,6 @@ WORKLOADS: dict[str, tuple[str, str]] = {
         ("container", "WASI has no GPU API: wasi-nn only runs inference, and few runtimes ship it"),
 }
 
-
-def verdict(exercise: str, problem: str | None, praise: str) -> None:
-    """Print one line: a tick and ``praise``, or a cross and the ``problem``."""
-    print(f"✔ {exercise}: {praise}" if problem is None else f"✘ {exercise}: {problem}")
 
 
 # Exercise 1 ---------------------------------------------------------------------------
