@@ -30,8 +30,8 @@ from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
 from . import tierup
 from .sandbox import outbound_host, shim
-from .sandbox.store import (Deadline, describe_trap, instantiate, interrupt_guard, new_store,
-                            stdin_folder)
+from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
+                            new_store, stdin_folder)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
@@ -110,6 +110,12 @@ class Runtime:
         self._lock = threading.RLock()
         if tier_up is None:
             tier_up = tierup.enabled()
+        #: Set by the sandbox worker, which calls :meth:`tidy` between requests: stores are
+        #: dropped, and the next run's instance made, while no cell waits for them.
+        self.defer_cleanup = False
+        self._retired: list[Any] = []
+        self._next: tuple[_Flavor, Any] | None = None
+        self._ready: tuple[_Flavor, Any, Any, Any] | None = None
         #: Recompiles Winch-compiled components with Cranelift in the background (None: off).
         self.tier_up: tierup.TierUp | None = (
             tierup.TierUp() if tier_up and self.strategy == "winch" else None)
@@ -141,6 +147,8 @@ class Runtime:
         with self._lock:
             for flavor in self._flavors.values():
                 flavor.components.clear()
+            self._ready = self._next = None
+            self._drop_retired()
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
                   fuel: bool = False) -> tuple[Any, float, str]:
@@ -220,6 +228,41 @@ class Runtime:
         flavor.components[digest] = component
         return component, how
 
+    def tidy(self) -> None:
+        """Work for the time between runs (the sandbox worker calls it once it has replied):
+        drop the stores of finished runs, and instantiate the component that ran last in a
+        store of its own, without WASI, so that its next run only has to grant and call."""
+        with self._lock:
+            self._drop_retired()
+            following, self._next = self._next, None
+            if following is None or self._ready is not None and self._ready[:2] == following:
+                return
+            self._ready = None
+            flavor, component = following
+            store = new_store(flavor.engine, Capabilities(), Limits(timeout=None), "ahead",
+                              _discard, _discard, wasi=False)
+            Deadline(flavor.engine, None).attach(store)
+            try:
+                instance = instantiate(lambda: flavor.linker.instantiate(store, component))
+            except wasmtime.WasmtimeError:
+                return  # the run itself will instantiate, and report what fails
+            self._ready = (flavor, component, store, instance)
+
+    def _take_ready(self, flavor: _Flavor, component: Any, caps: Capabilities,
+                    limits: Limits) -> tuple[Any, Any] | None:
+        """The instance :meth:`tidy` made for this component, if it suits this run."""
+        ready, self._ready = self._ready, None
+        if ready is None:
+            return None
+        if ready[0] is flavor and ready[1] is component and _reusable(caps, limits):
+            return ready[2], ready[3]
+        self._retired.append(ready[2])
+        return None
+
+    def _drop_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        del retired
+
     def run(
         self,
         artifact: Artifact | str | os.PathLike[str],
@@ -260,12 +303,22 @@ class Runtime:
                            limits=limits)
         deadline = Deadline(flavor.engine, limits.timeout)
         with self._lock, stdin_folder(caps) as stdin_dir:
-            store = new_store(flavor.engine, caps, limits, name, out.write, err.write, stdin_dir)
+            self._drop_retired()
+            ready = self._take_ready(flavor, component, caps, limits)
             started = time.perf_counter()
+            if ready is not None:
+                store, instance = ready
+                grant_wasi(store, caps, name, out.write, err.write, stdin_dir)
+                result.steps["instance"] = "made ahead"
+            else:
+                store = new_store(flavor.engine, caps, limits, name, out.write, err.write,
+                                  stdin_dir)
+                instance = None
             try:
                 deadline.attach(store)
                 with interrupt_guard(deadline):
-                    instance = flavor.linker.instantiate(store, component)
+                    if instance is None:
+                        instance = flavor.linker.instantiate(store, component)
                     result.instantiate_seconds = time.perf_counter() - started
                     func = _run_function(instance, store, name)
                     deadline.start()
@@ -288,8 +341,13 @@ class Runtime:
                                      f"{str(exc).strip().splitlines()[0]}") from None
             finally:
                 deadline.cancel()
-                # Drop the store now, while Python is alive: its output streams
-                # call back into Python when they close.
+                instance = func = None
+                # Drop the store while Python is alive (its output streams call back into
+                # Python when they close) — or, in the sandbox worker, after the reply has
+                # gone (:meth:`tidy`): dropping resets its memory slot (~1 ms).
+                if self.defer_cleanup:
+                    self._retired.append(store)
+                    self._next = (flavor, component) if _reusable(caps, limits) else None
                 del store
         out.close()
         err.close()
@@ -301,6 +359,17 @@ class Runtime:
         if deadline.interrupted:
             raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+def _reusable(caps: Capabilities, limits: Limits) -> bool:
+    """Whether a run may use an instance made ahead of it: not when its store must differ
+    from birth (HTTP grants are the store's data; fuel and a memory cap apply from the
+    instance's first page)."""
+    return not caps.http and not limits.fuel and limits.max_memory is None
 
 
 def _prime(flavor: _Flavor, component: Any, fuel: bool) -> None:
@@ -393,7 +462,26 @@ def default_runtime() -> Runtime:
     with _default_lock:
         if _default is None:
             _default = Runtime(pooled=True)
+            _default.defer_cleanup = _defer_default
         return _default
+
+
+_defer_default = False
+
+
+def defer_default_cleanup() -> None:
+    """The process-wide runtime leaves cleanup to :func:`tidy_default` (the sandbox worker,
+    which calls it between requests)."""
+    global _defer_default
+    _defer_default = True
+    if _default is not None:
+        _default.defer_cleanup = True
+
+
+def tidy_default() -> None:
+    """:meth:`Runtime.tidy` on the process-wide runtime, if it was ever created."""
+    if _default is not None:
+        _default.tidy()
 
 
 def forget_compiled() -> None:

@@ -83,7 +83,8 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
     guest (:data:`MAX_INSTANCES` …), so no module can multiply its memory or
     grow a table without bound. Fuel is set when ``limits.fuel`` is. HTTP grants
     (``--allow-http``) become the store's data, where the host's HTTP function
-    reads them (:mod:`.outbound_host`).
+    reads them (:mod:`.outbound_host`). ``wasi=False``: no WASI yet (see
+    :func:`grant_wasi`).
     """
     data = None
     if caps.http:
@@ -91,12 +92,23 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
         data = StoreGrants(caps.http)
     store = wasmtime.Store(engine, data)
     if wasi:
-        store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
+        grant_wasi(store, caps, name, stdout, stderr, stdin_dir)
     store.set_limits(memory_size=limits.max_memory or -1, table_elements=MAX_TABLE_ELEMENTS,
                      instances=MAX_INSTANCES, tables=MAX_TABLES, memories=MAX_MEMORIES)
     if limits.fuel:
         store.set_fuel(limits.fuel)
     return store
+
+
+def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
+               stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> None:
+    """Give ``store`` exactly ``caps`` as WASI (replacing what it had).
+
+    A store made with ``new_store(..., wasi=False)`` for an instance made ahead of its run
+    gets its grants here, just before the guest's first call: instantiating runs no
+    guest code, so the guest never sees any other grants.
+    """
+    store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
 
 
 def instantiate(make: Callable[[], Any]) -> Any:

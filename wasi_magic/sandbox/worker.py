@@ -158,6 +158,15 @@ class Worker:
         if guest is not None:
             guest.close()
 
+    def tidy(self) -> None:
+        """Work between requests (see :meth:`~wasi_magic.runtime.Runtime.tidy`); a failure
+        here is the next run's to report."""
+        from ..runtime import tidy_default
+        try:
+            tidy_default()
+        except Exception:  # noqa: BLE001 - never end the worker between requests
+            traceback.print_exc()
+
     def _do_forget(self, rid: int) -> None:
         from .. import preview1
         from ..host import host_runtime
@@ -239,7 +248,8 @@ def main() -> None:
                 requests.put(message)
 
     # Import what every request needs before saying "ready".
-    from .. import runtime  # noqa: F401
+    from .. import runtime
+    runtime.defer_default_cleanup()
     worker = Worker(writer)
     threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
     try:
@@ -251,6 +261,9 @@ def main() -> None:
         if message is None:
             break
         worker.handle(message)
+        # The reply has gone: clean up after the run and get the next one ready (if the
+        # next request is already waiting, it would have waited for this work anyway).
+        worker.tidy()
     writer.close()
 
 
