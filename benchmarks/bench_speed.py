@@ -93,7 +93,7 @@ print(count, total)
 """
 
 Env = Sequence[tuple[str, str]]  # (name, value) pairs of environment variables
-QUICK_PARTS = ("guest instantiate + run", "IPython + magic + output (rest)")
+QUICK_PARTS = ("guest: grant + run (instance made ahead)", "IPython + magic + sandbox round trip (rest)")
 UNITS = ("s", "B")
 
 
@@ -760,7 +760,7 @@ def verdicts(results: Results) -> list[Verdict]:
                 TARGET_P1_SPEEDUP,
                 f"{show(p1, '{:.1f}x'.format)} (target >= {TARGET_P1_SPEEDUP:.0f}x; taking turns; "
                 f"against run_quick() without IPython: {show(p1_api, '{:.1f}x'.format)}; "
-                f"against quick mode's own instantiate + run: {show(p1_guest, '{:.1f}x'.format)})",
+                f"against the guest's own grant + run: {show(p1_guest, '{:.1f}x'.format)})",
                 higher_is_better=True),
         Verdict("background_on", "build mode in a kernel, time to output (background on)",
                 background, TARGET_BACKGROUND_OUTPUT,

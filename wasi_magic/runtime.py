@@ -504,5 +504,9 @@ def _drain_streams() -> None:
     # panic. Let those callbacks finish while Python is still alive.
     if wasmtime is None:
         return
+    if _default is not None:  # the stores it keeps for later (see Runtime.tidy)
+        with _default._lock:
+            _default._ready = _default._next = None
+            _default._drop_retired()
     gc.collect()
     shim.wait_outputs_released(limit=1.0)

@@ -90,13 +90,26 @@ class WholeWrites(io.RawIOBase):
         return done
 
 
-def install_whole_writes() -> None:
-    """Make ``sys.stdout`` and ``sys.stderr`` write everything (see :class:`WholeWrites`)."""
+def install_whole_writes(line_buffered_stdout: bool = False) -> None:
+    """Make ``sys.stdout`` and ``sys.stderr`` write everything (see :class:`WholeWrites`).
+
+    ``line_buffered_stdout``: ``sys.stdout`` writes once per line (as CPython's does on a
+    terminal) instead of once per ``write``. Every write is a call into the host, so
+    ``print(x)`` then costs one host call, not two. Only for guests that flush at the end of
+    every call they serve (a cell, a session cell); ``print(..., flush=True)`` still shows a
+    partial line at once.
+    """
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         raw = getattr(stream, "buffer", None)
         if not isinstance(raw, io.FileIO):
             continue  # buffered: io.BufferedWriter already writes the rest
-        setattr(sys, name, io.TextIOWrapper(
-            WholeWrites(raw), encoding=stream.encoding, errors=stream.errors,
-            line_buffering=stream.line_buffering, write_through=True))
+        whole = WholeWrites(raw)
+        if name == "stdout" and line_buffered_stdout:
+            setattr(sys, name, io.TextIOWrapper(
+                io.BufferedWriter(whole), encoding=stream.encoding, errors=stream.errors,
+                line_buffering=True))
+        else:
+            setattr(sys, name, io.TextIOWrapper(
+                whole, encoding=stream.encoding, errors=stream.errors,
+                line_buffering=stream.line_buffering, write_through=True))

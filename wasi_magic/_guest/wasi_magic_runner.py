@@ -56,7 +56,7 @@ class _NotInSandbox:
 
 
 _guest.install_sliced_sleep()
-_guest.install_whole_writes()
+_guest.install_whole_writes(line_buffered_stdout=True)  # flushed at the end of the cell
 _guest.preload(_cell.REQUIRED, _cell.OPTIONAL)
 if _cell.QUICK:
     import wasi_magic_stdlib as _stdlib

@@ -40,7 +40,7 @@ class _NotInSession:
 
 
 _guest.install_sliced_sleep()
-_guest.install_whole_writes()
+_guest.install_whole_writes(line_buffered_stdout=True)  # flushed at the end of the cell
 _guest.preload(_cell.REQUIRED, _cell.OPTIONAL)
 sys.meta_path.append(_NotInSession)
 
