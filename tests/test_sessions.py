@@ -7,6 +7,7 @@ the notebook behaviour is driven through a real kernel.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -69,6 +70,19 @@ def test_two_sessions_share_nothing(sandbox) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_a_session_dropped_without_close_lets_go_of_its_instance(sandbox) -> None:
+    before = sandbox.request(("ping",))["sessions"]
+    dropped = Session("dropped", sandbox=sandbox)
+    assert dropped.run("big = bytearray(8 << 20)\nprint(len(big))").stdout == "8388608\n"
+    assert sandbox.request(("ping",))["sessions"] == before + 1
+    del dropped
+    gc.collect()
+    # The next request (any) first closes it in the worker.
+    assert sandbox.request(("ping",))["sessions"] == before
+    with Session("after", sandbox=sandbox) as kept:
+        assert kept.run("print('fine')").stdout == "fine\n"
 
 
 def test_limits_apply_per_cell(sandbox) -> None:

@@ -32,6 +32,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -173,6 +174,7 @@ class Session:
         self._sandbox = sandbox if sandbox is not None else default_sandbox()
         self._sid: str | None = None
         self._pid: int | None = None
+        self._finalizer: weakref.finalize | None = None
         self._lock = threading.RLock()
 
     # --- state ---------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class Session:
                 raise RuntimeFailure(f"the sandbox worker died while starting session "
                                      f"{self.name!r} ({reply.death}); run the cell again")
             self._sid, self._pid = sid, self._sandbox.pid
+            # Dropped without close(): the worker lets go of the instance all the same.
+            self._finalizer = weakref.finalize(self, self._sandbox.close_later, self._pid, sid)
             self.cells = 0
             self.ended = None
             return dict(reply, seconds=time.perf_counter() - started)
@@ -334,6 +338,9 @@ class Session:
             self.ended = "closed"
 
     def _drop(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         if self._sid is not None and self._sandbox.pid == self._pid and self._pid is not None:
             try:
                 self._sandbox.request(("session_close", self._sid))

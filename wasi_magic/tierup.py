@@ -21,7 +21,6 @@ Off with ``WASI_MAGIC_TIER_UP=0`` (every run then uses Winch, as before).
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import ctypes
 import fcntl
@@ -196,12 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the parent ended) between writes: exit through Python so that the
     # temporary file is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    # Once the compile is over and Python is shutting down, there is nothing to clean up:
-    # a SIGTERM then ends the process at once (SystemExit inside an atexit callback would
-    # print a traceback).
-    # (Registered after the runtime's own exit hooks, so that it runs before them.)
     from . import runtime  # noqa: F401
-    atexit.register(signal.signal, signal.SIGTERM, lambda *_: os._exit(143))
     if not _lower_priority(args.parent):
         return 1
     # The sandbox worker caps its data segment for guests; a compile is not a guest.
@@ -213,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wasi-magic: the tier-up compile of {args.file} failed: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        # The compile is over: nothing is left to clean up, so a SIGTERM from now on ends
+        # the process at once (a SystemExit raised while Python shuts down its threads or
+        # runs its exit hooks would print a traceback).
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,9 @@ class Sandbox:
         self.restarts = 0
         #: How recent workers ended, by pid (sessions that lived in one say why they are gone).
         self._ends: "OrderedDict[int, str]" = OrderedDict()
+        #: Sessions dropped without ``close()``: (worker pid, session id), closed in that
+        #: worker before the next request (see :meth:`close_later`).
+        self._orphans: "list[tuple[int, str]]" = []
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -329,6 +332,22 @@ class Sandbox:
                     worker.loaded.clear()
                     worker.send(("forget", 0))
 
+    def close_later(self, pid: int, sid: str) -> None:
+        """Have worker ``pid`` drop session ``sid`` before the next request.
+
+        For a session object garbage-collected without ``close()``: its finalizer may run
+        at any moment, even inside a request on this thread, so it must not talk to the
+        worker itself. ``list.append`` is atomic.
+        """
+        self._orphans.append((pid, sid))
+
+    def _close_orphans(self, worker: WorkerProcess) -> None:
+        orphans, self._orphans = self._orphans, []
+        for pid, sid in orphans:
+            if pid == worker.pid:  # a worker that ended took its sessions with it
+                # Its answer has another request id, so the request waiting next ignores it.
+                worker.send(("session_close", next(self._ids), sid))
+
     # --- one request --------------------------------------------------------------------------
 
     def request(self, message: tuple, *, timeout: float | None = None,
@@ -344,6 +363,8 @@ class Sandbox:
         """
         with self._lock:
             worker = self._worker()
+            if self._orphans:
+                self._close_orphans(worker)
             rid = next(self._ids)
             kind, *payload = message
             if not worker.send((kind, rid, *payload)):

@@ -97,7 +97,7 @@ class Worker:
     # --- requests -------------------------------------------------------------------------
 
     def _do_ping(self, rid: int) -> dict:
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "sessions": len(self._sessions)}
 
     def _do_run(self, rid: int, spec: dict) -> dict:
         """Run a command component or a Preview 1 module; the result's fields."""
