@@ -19,6 +19,7 @@ import pytest
 from kernels import errors, execute, kernel_in, run_and_interrupt, streams
 from wasi_magic import Capabilities
 from wasi_magic.errors import BuildError, UsageError
+from wasi_magic.quick import quick_sandbox, with_source
 from wasi_magic.sandbox.supervisor import Sandbox
 from wasi_magic.sessions import MAX_SESSIONS, Session, SessionLost, Sessions
 
@@ -83,6 +84,22 @@ def test_a_session_dropped_without_close_lets_go_of_its_instance(sandbox) -> Non
     assert sandbox.request(("ping",))["sessions"] == before
     with Session("after", sandbox=sandbox) as kept:
         assert kept.run("print('fine')").stdout == "fine\n"
+
+
+def test_as_many_sessions_as_the_kernel_allows_run_side_by_side(sandbox) -> None:
+    # Sessions keep their instances outside the worker's pool (which holds 8 memories,
+    # sized for one run at a time): measured before, the 9th session failed to start.
+    sessions = [Session(f"many{index}", sandbox=sandbox) for index in range(MAX_SESSIONS)]
+    try:
+        for index, session in enumerate(sessions):
+            assert session.run(f"mine = {index}").ok
+        assert [s.run("print(mine)").stdout for s in sessions] == \
+            [f"{index}\n" for index in range(MAX_SESSIONS)]
+        quick = sandbox.run(quick_sandbox(), with_source(Capabilities(), "print('quick')"))
+        assert quick.stdout == "quick\n"  # cells still find a slot in the pool
+    finally:
+        for session in sessions:
+            session.close()
 
 
 def test_limits_apply_per_cell(sandbox) -> None:

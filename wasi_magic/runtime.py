@@ -101,7 +101,7 @@ class Runtime:
         #: one runtime that runs cells one at a time, not for every embedding.
         self._pooled = pooled
         plain = _Flavor(strategy, fuel=False, pooled=pooled)
-        self._flavors = {(plain.strategy, False): plain}
+        self._flavors = {(plain.strategy, False, pooled): plain}
         self.strategy = plain.strategy
         self.engine = plain.engine
         self.linker = plain.linker
@@ -125,16 +125,22 @@ class Runtime:
         """The on-disk cache (the default one unless given)."""
         return self._cache if self._cache is not None else default_cache()
 
-    def _flavor(self, fuel: bool, strategy: str | None = None) -> _Flavor:
-        key = (strategy or self.strategy, fuel)
+    def _flavor(self, fuel: bool, strategy: str | None = None,
+                pooled: bool | None = None) -> _Flavor:
+        key = (strategy or self.strategy, fuel, self._pooled if pooled is None else pooled)
         with self._lock:
             if key not in self._flavors:
-                self._flavors[key] = _Flavor(key[0], fuel, self._pooled)
+                self._flavors[key] = _Flavor(key[0], fuel, key[2])
             return self._flavors[key]
 
-    def engine_and_linker(self, fuel: bool = False) -> tuple[Any, Any]:
-        """The engine and linker for runs with (``fuel=True``) or without fuel metering."""
-        flavor = self._flavor(fuel)
+    def engine_and_linker(self, fuel: bool = False, *,
+                          kept: bool = False) -> tuple[Any, Any]:
+        """The engine and linker for runs with (``fuel=True``) or without fuel metering.
+
+        ``kept=True``: for instances kept between calls (sessions), which take no slot of
+        the pool: a pool sized for one run at a time would run out after a few sessions.
+        """
+        flavor = self._flavor(fuel, pooled=False if kept else None)
         return flavor.engine, flavor.linker
 
     def wait_tier_up(self, timeout: float | None = None) -> bool:
@@ -151,16 +157,18 @@ class Runtime:
             self._drop_retired()
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
-                  fuel: bool = False) -> tuple[Any, float, str]:
+                  fuel: bool = False, kept: bool = False) -> tuple[Any, float, str]:
         """The component for ``artifact`` compiled by this runtime's own compiler (the
         one :attr:`engine` runs): ``(component, seconds, how)``.
 
         ``how`` is 'memory', 'deserialized' (from the disk cache) or 'compiled'.
+        ``kept``: for :meth:`engine_and_linker` ``(kept=True)``.
         """
         started = time.perf_counter()
         path, digest = _source(artifact)
         with self._lock:
-            component, how = self._load(self._flavor(fuel), path, digest, fuel)
+            flavor = self._flavor(fuel, pooled=False if kept else None)
+            component, how = self._load(flavor, path, digest, fuel)
         return component, time.perf_counter() - started, how
 
     def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
