@@ -111,4 +111,6 @@ def test_a_timeout_still_stops_a_guest_in_an_instance_made_ahead(worker: Sandbox
     spinning = run(worker, runner, "while True:\n    pass\n", limits=Limits(timeout=1))
     assert spinning.steps.get("instance") == "made ahead"
     assert spinning.trap and spinning.trap.startswith("stopped by the time limit"), spinning.trap
+    # Stopped by its own deadline inside the worker, not killed by the supervisor.
+    assert "blocked" not in spinning.trap and spinning.steps.get("sandbox") != "restarted"
     assert run(worker, runner, "print('next')").stdout == "next\n"

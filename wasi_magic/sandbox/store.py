@@ -234,7 +234,11 @@ class _Alarms:
                 self._thread = threading.Thread(target=self._serve, name="wasi-magic-alarms",
                                                 daemon=True)
                 self._thread.start()
-            self._ready.notify()
+            if self._queue[0] is entry:
+                # Only an alarm due before every other needs the thread woken: otherwise it
+                # wakes for an earlier one anyway (a run's alarm is usually later than the
+                # cancelled alarms of the runs before it, so a run wakes no thread).
+                self._ready.notify()
         return entry
 
     @staticmethod
