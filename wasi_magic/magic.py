@@ -444,7 +444,7 @@ class WasiMagics(Magics):
             %wasi run PATH.wasm [--dir ...] [--env ...] [-- ARGS...]
             %wasi build FILE.py [-o OUT.wasm] [--path DIR]
             %wasi inspect PATH.wasm
-            %wasi cache info|clear
+            %wasi cache info|clear|pack
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
                          [--background-builds on|off]
             %wasi session list | reset NAME | close NAME
