@@ -212,3 +212,34 @@ def test_packing_and_unpacking_write_nothing_outside_the_cache(packed, probe,
                if before.get(path) != after.get(path)}
     assert changed and all(Path(tmp_path / path).is_relative_to(root) for path in changed)
     assert (host / "notes.txt").read_text() == "unchanged\n"
+
+
+UNPACK_ALL = """
+import json, sys
+from pathlib import Path
+from wasi_magic.cache import Cache
+from wasi_magic.cache_pack import data_suffix, sections
+cache = Cache(Path(sys.argv[1]), layered=False)
+got = {f"{s}/{m.stem}": getattr(cache.get(s, m.stem, data_suffix(s)), "meta", {}).get("sha256")
+       for s in sections(cache) for m in sorted((cache.root / s).glob("*.json"))}
+print(json.dumps(got))
+"""
+
+
+def test_two_kernels_unpacking_the_same_entries_at_once_both_succeed(packed) -> None:
+    import os
+    import subprocess
+    import sys
+    root = packed["root"]
+    shas = {f"{s}/{m.stem}": json.loads(m.read_text())["sha256"]
+            for s in ("builds", f"compiled/{packed['tag']}")
+            for m in sorted((root / s).glob("*.json"))}
+    procs = [subprocess.Popen([sys.executable, "-c", UNPACK_ALL, str(root)],
+                              env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and err == "", err
+        assert json.loads(out) == shas  # every entry, intact, in both
+    assert not list(root.rglob(".tmp-*"))
+    assert Cache(root).info()["builds"]["unpacked_bytes"] > 0

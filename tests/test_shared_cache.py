@@ -236,3 +236,19 @@ def test_a_tampered_packed_shared_entry_is_never_loaded(classroom, quick_ready) 
     # The cell still runs: compiled again in the student's cache.
     result = Runtime(cache=Cache(student), tier_up=False).run(quick_ready, _caps("print('safe')"))
     assert (result.stdout, result.steps) == ("safe\n", {"component": "compiled"})
+
+
+@pytest.mark.parametrize("argv", [["cache", "pack", "--shared", "{missing}"],
+                                  ["cache", "info", "--shared", "{missing}"]])
+def test_cache_pack_shared_refuses_what_is_not_a_shared_cache_in_one_line(
+        tmp_path: Path, argv: list[str]) -> None:
+    import subprocess
+    import sys
+    missing = tmp_path / "not-filled"
+    done = subprocess.run([sys.executable, "-m", "wasi_magic",
+                           *[a.format(missing=missing) for a in argv]],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and ("warm --shared" in line or "cache pack" in line)
+    assert not missing.exists()  # nothing made

@@ -262,7 +262,11 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.action == "pack":
         from .cache_pack import pack_cache
         if ns.shared is not None:
-            from .shared_cache import open_for_filling
+            from .shared_cache import KEY_FILE, open_for_filling
+            if not (Path(ns.shared).expanduser() / KEY_FILE).is_file():
+                raise UsageError(f"{ns.shared!r} is not a shared cache (it has no {KEY_FILE}): "
+                                 f"fill it first with: python -m wasi_magic warm --shared "
+                                 f"{ns.shared} NOTEBOOKS")
             cache = open_for_filling(Path(ns.shared))
         before, after = pack_cache(cache, report=lambda line: out.write(line + "\n"))
         forget_memo()  # remembered paths of data files that are gone now
