@@ -9,9 +9,9 @@ first use of a packed entry costs.
    wasi-magic``), so that cells built before are not built again; the compiles are made.
 2. ``python -m wasi_magic cache pack``: the bytes on disk before and after, and its time.
 3. The first use of each entry: ``Cache.get`` unpacks it (and its reference, for the first
-   entry of a section), then verifies it; timed per entry, in a new process-free ``Cache``
-   each rep after packing again. Shown beside the cost of verifying an unpacked entry
-   (what every ``get`` from disk costs anyway), so the difference is what packing adds.
+   entry of a section), then verifies it; timed per entry, in this process, each rep after
+   packing again. Shown beside a second ``get`` (verifying the unpacked entry: what every
+   load from disk costs anyway), so the difference is what packing adds.
 
 Medians over entries and reps. Times are reported, never asserted.
 """

@@ -265,16 +265,16 @@ class Cache:
         # Kept after unpacking: in a Binder image the .zst is in a read-only image layer
         # (deleting it frees nothing), and with it `cache pack` again only deletes the
         # data file. (Unpacked: ~+10% on disk, for entries in use.)
-        with _temp_path(folder, suffix) as tmp:
-            try:
+        try:
+            with _temp_path(folder, suffix) as tmp:
                 decompress(folder / f"{name}{suffix}{PACKED}", Path(tmp), meta["size"],
                            reference)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                    raise _NoRoom() from exc
-                raise
-            self._publish(tmp)
-            os.replace(tmp, folder / f"{name}{suffix}")
+                self._publish(tmp)
+                os.replace(tmp, folder / f"{name}{suffix}")
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise _NoRoom() from exc
+            raise
 
     def pack_entry(self, section: str, name: str, suffix: str, entry: Entry,
                    dictionary: Any, ref: dict[str, str] | None,

@@ -69,7 +69,10 @@ def dictionary_of(meta: dict[str, Any], name: str) -> dict[str, str] | None:
 
 
 def zstd_dict(reference: Path | None) -> zstandard.ZstdCompressionDict | None:
-    """``reference``'s bytes as a raw-content zstd dictionary (None for no dictionary)."""
+    """``reference``'s bytes as a raw-content zstd dictionary (None for no dictionary).
+
+    Not kept between calls: a kernel unpacks an entry once, and a kept dictionary would
+    hold ~2x its size (~100 MiB) in every kernel and sandbox worker."""
     if reference is None:
         return None
     return zstandard.ZstdCompressionDict(reference.read_bytes(),
