@@ -252,3 +252,25 @@ def test_cache_pack_shared_refuses_what_is_not_a_shared_cache_in_one_line(
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: ") and ("warm --shared" in line or "cache pack" in line)
     assert not missing.exists()  # nothing made
+
+
+def test_warm_shared_pack_fills_a_packed_shared_cache(filled, quick_ready, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warm --shared DIR --pack``: the teacher's (warm) cache is copied into DIR, which is
+    then packed; every file stays readable by all and writable by its owner only."""
+    from wasi_magic.warm import warm
+    teacher = filled[0].parent.parent / "teacher"
+    shared = tmp_path / "packed-shared"
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(teacher))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    monkeypatch.delenv("WASI_MAGIC_SHARED_CACHE", raising=False)
+    lines: list[str] = []
+    warm([], report=lines.append, shared=shared, pack=True)
+    assert lines[-1].startswith(f"packed {shared}: ") and "quick-mode sandbox: cached" in lines
+    assert not [p for p in shared.rglob("*") if p.suffix in (".wasm", ".cwasm")]
+    assert len(list(shared.rglob("*.zst"))) == 4
+    for path in [shared, *shared.rglob("*")]:
+        if not path.name.endswith(".lock"):
+            assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+    # The teacher's own cache is left as it was (unpacked).
+    assert (teacher / "builds" / f"{quick_ready.key}.wasm").exists()

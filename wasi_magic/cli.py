@@ -125,6 +125,8 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     warm.add_argument("--shared", metavar="DIR",
                       help="then copy it all into DIR, a read-only cache for every user of "
                            "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
+    warm.add_argument("--pack", action="store_true",
+                      help="then pack the cache (the shared one, with --shared): see cache pack")
 
     cache = sub.add_parser("cache", help="cache info | cache clear | cache pack")
     cache.add_argument("action", choices=("info", "clear", "pack"))
@@ -245,7 +247,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "warm":
         from .warm import warm
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
-             shared=ns.shared)
+             shared=ns.shared, pack=ns.pack)
         return 0
     if ns.command == "inspect":
         if ns.core:

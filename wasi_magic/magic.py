@@ -448,7 +448,7 @@ class WasiMagics(Magics):
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
                          [--background-builds on|off]
             %wasi session list | reset NAME | close NAME
-            %wasi warm [NOTEBOOK.ipynb ...]
+            %wasi warm [NOTEBOOK.ipynb ...] [--pack]
         """
         words = self._words(line)
         if words[:1] == ["config"]:
