@@ -243,3 +243,18 @@ def test_two_kernels_unpacking_the_same_entries_at_once_both_succeed(packed) -> 
         assert json.loads(out) == shas  # every entry, intact, in both
     assert not list(root.rglob(".tmp-*"))
     assert Cache(root).info()["builds"]["unpacked_bytes"] > 0
+
+
+def test_a_decompression_bomb_stops_at_the_sealed_size(tmp_path: Path) -> None:
+    """A 12 KiB frame of 256 MiB: unpacking stops at the sealed size, having written no more."""
+    from wasi_magic.cache_pack import PackError, decompress
+    bomb = tmp_path / "bomb.zst"
+    with open(bomb, "wb") as out, \
+            zstandard.ZstdCompressor(level=1).stream_writer(out) as writer:
+        for _ in range(256):
+            writer.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 64 << 10
+    target = tmp_path / "out"
+    with pytest.raises(PackError, match="more than its sealed"):
+        decompress(bomb, target, 1 << 20, None)
+    assert target.stat().st_size <= 1 << 20

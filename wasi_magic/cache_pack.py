@@ -95,11 +95,11 @@ def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
     frame is bad or would unpack to more (or fewer) than ``size`` bytes: a frame that
     would make more is stopped there, never written out."""
     kwargs: dict[str, Any] = {"max_window_size": MAX_WINDOW}
-    dictionary = zstd_dict(reference)
-    if dictionary is not None:
-        kwargs["dict_data"] = dictionary
     written = 0
     try:
+        dictionary = zstd_dict(reference)
+        if dictionary is not None:
+            kwargs["dict_data"] = dictionary
         with open(packed, "rb") as source:
             reader = zstandard.ZstdDecompressor(**kwargs).stream_reader(source)
             while True:
