@@ -125,7 +125,8 @@ def test_cache_info_and_clear(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "c")
     cache.put_bytes("builds", "k", ".wasm", b"\0asm" + b"x" * 100, {})
     info = cache.info()
-    assert info["builds"] == {"entries": 1, "bytes": 104}
+    assert info["builds"] == {"entries": 1, "bytes": 104, "packed_bytes": 0,
+                              "unpacked_bytes": 104}
     assert cache.clear() == 104
     assert cache.info()["builds"]["entries"] == 0
 

@@ -180,3 +180,97 @@ def test_the_cli_refuses_an_unsafe_shared_folder_in_one_line(tmp_path: Path) -> 
     assert done.returncode != 0 and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "can be written by other users" in line and str(shared) in line
+
+
+def _pack_shared(shared: Path) -> None:
+    import io
+
+    from wasi_magic.cli import execute
+    out = io.StringIO()
+    assert execute(["cache", "pack", "--shared", str(shared)], out=out) == 0
+    assert f"packed {shared}:" in out.getvalue()
+    assert not [p for p in shared.rglob("*") if p.suffix in (".wasm", ".cwasm")]
+    for path in shared.rglob("*.zst"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_packed_shared_entry_is_unpacked_into_the_user_cache_and_used(classroom,
+                                                                        quick_ready) -> None:
+    """``cache pack --shared DIR``: a student's kernel unpacks what it uses into the
+    student's own cache (checked against the shared seal, then sealed with the student's
+    key), and neither builds nor compiles it."""
+    from wasi_magic.quick import quick_sandbox
+    from wasi_magic.runtime import Runtime
+    shared, student = classroom
+    _pack_shared(shared)
+    artifact = quick_sandbox()
+    assert artifact.cached and artifact.path.is_relative_to(student)
+    assert artifact.sha256 == quick_ready.sha256
+    runtime = Runtime(cache=Cache(student), tier_up=True)
+    result = runtime.run(artifact, _caps("print('packed, shared')"))
+    assert (result.stdout, result.steps, result.tier) == (
+        "packed, shared\n", {"component": "deserialized"}, "cranelift")
+    assert runtime.wait_tier_up(0) and runtime.tier_up.done == []
+    own = Cache(student, layered=False)  # now the student's own, sealed with their key
+    assert own.get("builds", quick_ready.key, ".wasm") is not None
+    assert own.get(_cranelift_entry(student, quick_ready.sha256).parent.relative_to(
+        student).as_posix(), quick_ready.sha256, ".cwasm") is not None
+
+
+def test_a_tampered_packed_shared_entry_is_never_loaded(classroom, quick_ready) -> None:
+    from wasi_magic.runtime import Runtime
+    shared, student = classroom
+    _pack_shared(shared)
+    [packed] = shared.glob(f"compiled/*-cranelift-*/{quick_ready.sha256}.cwasm.zst")
+    data = bytearray(packed.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    packed.write_bytes(bytes(data))
+    section = packed.parent.relative_to(shared).as_posix()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Cache(student).get(section, quick_ready.sha256, ".cwasm") is None
+    assert ["damaged or not sealed" in str(w.message) for w in caught] == [True]
+    # Nothing of it reached the student's cache (its dictionary may have: it is intact).
+    assert not list(student.rglob(f"{quick_ready.sha256}.cwasm*"))
+    assert not list(student.rglob(".tmp-*"))
+    # The cell still runs: compiled again in the student's cache.
+    result = Runtime(cache=Cache(student), tier_up=False).run(quick_ready, _caps("print('safe')"))
+    assert (result.stdout, result.steps) == ("safe\n", {"component": "compiled"})
+
+
+@pytest.mark.parametrize("argv", [["cache", "pack", "--shared", "{missing}"],
+                                  ["cache", "info", "--shared", "{missing}"]])
+def test_cache_pack_shared_refuses_what_is_not_a_shared_cache_in_one_line(
+        tmp_path: Path, argv: list[str]) -> None:
+    import subprocess
+    import sys
+    missing = tmp_path / "not-filled"
+    done = subprocess.run([sys.executable, "-m", "wasi_magic",
+                           *[a.format(missing=missing) for a in argv]],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and ("warm --shared" in line or "cache pack" in line)
+    assert not missing.exists()  # nothing made
+
+
+def test_warm_shared_pack_fills_a_packed_shared_cache(filled, quick_ready, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``warm --shared DIR --pack``: the teacher's (warm) cache is copied into DIR, which is
+    then packed; every file stays readable by all and writable by its owner only."""
+    from wasi_magic.warm import warm
+    teacher = filled[0].parent.parent / "teacher"
+    shared = tmp_path / "packed-shared"
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(teacher))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    monkeypatch.delenv("WASI_MAGIC_SHARED_CACHE", raising=False)
+    lines: list[str] = []
+    warm([], report=lines.append, shared=shared, pack=True)
+    assert lines[-1].startswith(f"packed {shared}: ") and "quick-mode sandbox: cached" in lines
+    assert not [p for p in shared.rglob("*") if p.suffix in (".wasm", ".cwasm")]
+    assert len(list(shared.rglob("*.zst"))) == 4
+    for path in [shared, *shared.rglob("*")]:
+        if not path.name.endswith(".lock"):
+            assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+    # The teacher's own cache is left as it was (unpacked).
+    assert (teacher / "builds" / f"{quick_ready.key}.wasm").exists()

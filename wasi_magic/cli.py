@@ -125,9 +125,14 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     warm.add_argument("--shared", metavar="DIR",
                       help="then copy it all into DIR, a read-only cache for every user of "
                            "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
+    warm.add_argument("--pack", action="store_true",
+                      help="then pack the cache (the shared one, with --shared): see cache pack")
 
-    cache = sub.add_parser("cache", help="cache info | cache clear")
-    cache.add_argument("action", choices=("info", "clear"))
+    cache = sub.add_parser("cache", help="cache info | cache clear | cache pack")
+    cache.add_argument("action", choices=("info", "clear", "pack"))
+    cache.add_argument("--shared", metavar="DIR",
+                       help="with pack: pack the shared cache DIR (filled by warm --shared) "
+                            "instead of your own")
     return parser
 
 
@@ -242,7 +247,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "warm":
         from .warm import warm
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
-             shared=ns.shared)
+             shared=ns.shared, pack=ns.pack)
         return 0
     if ns.command == "inspect":
         if ns.core:
@@ -253,8 +258,22 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
             out.write(inspect_wasm(ns.wasm, interface).format() + "\n")
         return 0
     from .builder import default_cache, forget_memo
+    if ns.shared is not None and ns.action != "pack":
+        raise UsageError(f"--shared goes with 'cache pack' only (not 'cache {ns.action}').")
     cache = default_cache()
-    if ns.action == "clear":
+    if ns.action == "pack":
+        from .cache_pack import pack_cache
+        if ns.shared is not None:
+            from .shared_cache import KEY_FILE, open_for_filling
+            if not (Path(ns.shared).expanduser() / KEY_FILE).is_file():
+                raise UsageError(f"{ns.shared!r} is not a shared cache (it has no {KEY_FILE}): "
+                                 f"fill it first with: python -m wasi_magic warm --shared "
+                                 f"{ns.shared} NOTEBOOKS")
+            cache = open_for_filling(Path(ns.shared))
+        before, after = pack_cache(cache, report=lambda line: out.write(line + "\n"))
+        forget_memo()  # remembered paths of data files that are gone now
+        out.write(f"packed {cache.root}: {format_size(before)} → {format_size(after)}\n")
+    elif ns.action == "clear":
         freed = cache.clear()
         forget_memo()
         from .runtime import forget_compiled
@@ -266,9 +285,9 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
         info = cache.info()
         out.write(f"cache: {info['path']}{'' if info['enabled'] else ' (disabled)'}\n"
                   f"  builds:   {info['builds']['entries']} components, "
-                  f"{format_size(info['builds']['bytes'])}\n"
+                  f"{_section_bytes(info['builds'])}\n"
                   f"  compiled: {info['compiled']['entries']} compiled components, "
-                  f"{format_size(info['compiled']['bytes'])}\n")
+                  f"{_section_bytes(info['compiled'])}\n")
         from .shared_cache import shared_cache
         shared = shared_cache()
         if shared is not None:
@@ -278,6 +297,15 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
             out.write(f"shared cache (read-only): {shared.root}"
                       f"{'' if usable else f' — not used: {shared.problem}'}\n")
     return 0
+
+
+def _section_bytes(section: dict[str, int]) -> str:
+    """A section's size for ``cache info``: its bytes, and how many are packed if any are."""
+    text = format_size(section["bytes"])
+    if section["packed_bytes"]:
+        text += (f" ({format_size(section['packed_bytes'])} packed, "
+                 f"{format_size(section['unpacked_bytes'])} unpacked)")
+    return text
 
 
 # C0 controls but newline and tab, DEL and the C1 controls: what a terminal would act on.

@@ -444,11 +444,11 @@ class WasiMagics(Magics):
             %wasi run PATH.wasm [--dir ...] [--env ...] [-- ARGS...]
             %wasi build FILE.py [-o OUT.wasm] [--path DIR]
             %wasi inspect PATH.wasm
-            %wasi cache info|clear
+            %wasi cache info|clear|pack
             %wasi config [--mode quick|build] [--timeout S] [--max-output SIZE]
                          [--background-builds on|off]
             %wasi session list | reset NAME | close NAME
-            %wasi warm [NOTEBOOK.ipynb ...]
+            %wasi warm [NOTEBOOK.ipynb ...] [--pack]
         """
         words = self._words(line)
         if words[:1] == ["config"]:

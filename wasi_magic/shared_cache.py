@@ -22,15 +22,17 @@ user's kernel builds or compiles it again into the user's own cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .artifact import Artifact
-from .cache import Cache, Entry, verified
+from .cache import PACKED, Cache, Entry, file_sha256, sealed, verified
 from .errors import UsageError
 
 ENV_VAR = "WASI_MAGIC_SHARED_CACHE"
@@ -95,26 +97,37 @@ class SharedCache:
                                    f"are built in your own cache. {fix}.")
         return self._usable
 
-    def get(self, section: str, name: str, suffix: str) -> Entry | None:
-        """The entry if present, trusted and intact; else None (never removed: read-only)."""
+    def get(self, section: str, name: str, suffix: str, into: Cache | None = None,
+            depth: int = 0) -> Entry | None:
+        """The entry if present, trusted and intact; else None (never removed: read-only).
+
+        A packed entry (see :mod:`wasi_magic.cache_pack`) is unpacked into ``into`` (the
+        user's own cache), checked against the shared seal, and stored there sealed with
+        the user's key; that copy is returned. Without ``into`` it is not used."""
         if not self.usable():
             return None
         folder = self.root / section
         data, meta_path = folder / f"{name}{suffix}", folder / f"{name}.json"
+        packed = folder / f"{name}{suffix}{PACKED}"
         try:
             if not meta_path.exists():
                 return None
+            is_packed = not data.exists() and packed.exists()
             steps = [self.root / Path(*Path(section).parts[:i + 1])
                      for i in range(len(Path(section).parts))]
-            for path in (*steps, data, meta_path):
+            for path in (*steps, packed if is_packed else data, meta_path):
                 why = why_untrusted(path)
                 if why is not None:
                     self._warn("entry", f"{path} in the shared cache {why}; its entries are "
                                         f"not used (they are built in your own cache).")
                     return None
-            if not stat.S_ISREG(data.stat().st_mode):
+            if not stat.S_ISREG((packed if is_packed else data).stat().st_mode):
                 raise ValueError("not a regular file")
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if is_packed:
+                if into is None:
+                    return None
+                return self._unpack_into(into, section, name, suffix, meta, packed, depth)
             if verified(section, name, data, meta, self._key):
                 return Entry(data, meta)
         except FileNotFoundError:
@@ -125,6 +138,40 @@ class SharedCache:
                               f"sealed by its key; it is not used (built in your own cache "
                               f"instead). Fill the shared cache again with warm --shared.")
         return None
+
+    def _unpack_into(self, into: Cache, section: str, name: str, suffix: str,
+                     meta: dict[str, Any], packed: Path, depth: int) -> Entry | None:
+        """Unpack a packed shared entry into the user's cache ``into``: only once its
+        unpacked bytes match the shared seal is it stored there (under the user's seal).
+        Raises ValueError/OSError if it is damaged."""
+        from .cache_pack import PackError, decompress, dictionary_of
+        if not sealed(section, name, meta, self._key):
+            raise PackError("not sealed by the shared cache's key")
+        ref = dictionary_of(meta, name)
+        reference = None
+        if ref is not None:
+            if depth:  # a dictionary is never packed with another: no chains, no cycles
+                raise PackError("a dictionary packed with a dictionary")
+            # The user's copy of it if an earlier unpack made one, else the shared one.
+            entry = (into.get_own(section, ref["name"], suffix)
+                     or self.get(section, ref["name"], suffix, into, depth + 1))
+            if entry is None or entry.meta["sha256"] != ref["sha256"]:
+                raise PackError(f"its dictionary {ref['name']} is missing or changed")
+            reference = entry.path
+        folder = into.folder(section)
+        if folder is None:
+            return None
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+        os.close(handle)
+        try:
+            decompress(packed, Path(tmp), meta["size"], reference)
+            if file_sha256(Path(tmp)) != meta["sha256"]:
+                raise PackError("unpacks to other bytes than its seal says")
+            kept = {k: v for k, v in meta.items() if k not in ("seal", "packed")}
+            return into.put_file(section, name, suffix, Path(tmp), kept, move=True)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 _shared: SharedCache | None = None

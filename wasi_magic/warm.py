@@ -124,7 +124,8 @@ def _build_flags(text: str) -> argparse.Namespace | None:
 
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
-         report: Callable[[str], None] = print, shared: str | Path | None = None) -> list[Artifact]:
+         report: Callable[[str], None] = print, shared: str | Path | None = None,
+         pack: bool = False) -> list[Artifact]:
     """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
     compile them (with Cranelift, see :func:`warm_runtime`) into the cache.
 
@@ -132,6 +133,8 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     that cannot be built (e.g. a lesson showing a build error on purpose) is
     reported and skipped. With ``shared`` (a folder), everything is then copied into
     that shared cache, for every user of the server (see :mod:`wasi_magic.shared_cache`).
+    With ``pack``, the cache filled (the shared one, with ``shared``) is then packed (see
+    :mod:`wasi_magic.cache_pack`).
     """
     if shared is not None:
         from .shared_cache import open_for_filling
@@ -159,9 +162,16 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
             runtime.component(artifact)
             built.append(artifact)
             report(f"{where}: {'cached' if artifact.cached else 'built'}")
+    target = runtime.cache
     if shared is not None:
-        from .shared_cache import export
+        from .shared_cache import export, open_for_filling
         export(built, Path(shared), runtime.cache, report)
+        target = open_for_filling(Path(shared))
+    if pack:
+        from .cache_pack import pack_cache
+        from .output import format_size
+        before, after = pack_cache(target, report)
+        report(f"packed {target.root}: {format_size(before)} → {format_size(after)}")
     return built
 
 

@@ -1,0 +1,260 @@
+"""Packed cache entries (``cache pack``): real components, packed and unpacked.
+
+A packed cache holds each entry zstd-compressed against a reference entry of its
+section; the first use unpacks it and verifies it like any entry. Whatever is
+wrong with a packed entry (a tampered frame, a lost or tampered dictionary, a frame
+that unpacks to more than its sealed size, a dictionary loop) makes it rebuilt or
+compiled again, never loaded, with no traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from conftest import GUESTS, python_child
+from wasi_magic import build
+from wasi_magic.cache import Cache
+from wasi_magic.capabilities import Capabilities
+from wasi_magic.cli import execute
+from wasi_magic.runtime import Runtime
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+@pytest.fixture(scope="module")
+def components(shared_cache: Path, probe, quick_ready, session_ready,
+               tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three real components (the probe, the quick-mode sandbox, the session component)
+    and their Winch-compiled forms, copied once into a cache of this module's own (the
+    test cache is shared with other test runs, which may replace its entries)."""
+    source = tmp_path_factory.mktemp("pack-source")
+    runtime = Runtime(tier_up=False, cache=Cache(source))
+    for artifact in (probe, quick_ready, session_ready):
+        cache = Cache(source, layered=False)
+        entry = cache.put_file("builds", artifact.key, ".wasm", artifact.path, {})
+        assert entry is not None and entry.meta["sha256"] == artifact.sha256
+        runtime.component(artifact)  # compiled (Winch) into `source`
+    return {"root": source, "tag": runtime.tag, "artifacts": [probe, quick_ready, session_ready]}
+
+
+@pytest.fixture()
+def packed(cold_cache: Path, components: dict):
+    """A cold cache holding the three components and their compiled forms, then packed
+    by ``cache pack``."""
+    shutil.copytree(components["root"], cold_cache)
+    before = Cache(cold_cache).info()
+    out = io.StringIO()
+    assert execute(["cache", "pack"], out=out) == 0
+    return {"root": cold_cache, "tag": components["tag"], "before": before,
+            "out": out.getvalue(), "artifacts": components["artifacts"]}
+
+
+def _meta(root: Path, section: str, name: str) -> dict:
+    return json.loads((root / section / f"{name}.json").read_text())
+
+
+def _reference(root: Path, section: str, name: str) -> str:
+    """The dictionary a packed entry names."""
+    return _meta(root, section, name)["packed"]["dictionary"]["name"]
+
+
+def _probe_runs(root: Path, probe) -> str:
+    """Run the probe from the cache at ``root``; how its compiled form was got."""
+    result = Runtime(tier_up=False, cache=Cache(root)).run(
+        probe, Capabilities.parse(args=["hello"]))
+    assert result.stdout == "hello from the probe ['hello']\n"
+    return result.steps["component"]
+
+
+def test_pack_shrinks_the_cache_and_a_packed_entry_unpacks_to_the_same_component(
+        packed, probe) -> None:
+    root = packed["root"]
+    info = Cache(root).info()
+    assert "compiled/" in packed["out"] and "packed " in packed["out"]
+    for section in ("builds", "compiled"):
+        assert info[section]["entries"] == packed["before"][section]["entries"] == 3
+        assert info[section]["unpacked_bytes"] == 0
+        assert 0 < info[section]["packed_bytes"] < packed["before"][section]["bytes"] / 2
+    assert not [p for p in root.rglob("*") if p.suffix in (".wasm", ".cwasm")]
+    # First use: the build and its compiled form are unpacked, verified, and used.
+    again = build(GUESTS / "probe.py")
+    assert again.cached and again.sha256 == probe.sha256
+    assert again.path.read_bytes() == probe.path.read_bytes()
+    assert _probe_runs(root, probe) == "deserialized"  # not compiled again
+    shown = io.StringIO()
+    assert execute(["cache", "info"], out=shown) == 0
+    assert "packed," in shown.getvalue() and "unpacked)" in shown.getvalue()
+    assert not list(root.rglob(".tmp-*"))
+
+
+def test_pack_is_idempotent(packed) -> None:
+    root = packed["root"]
+    packed_files = _files(root)
+    out = io.StringIO()
+    assert execute(["cache", "pack"], out=out) == 0
+    assert _files(root) == packed_files  # nothing unpacked or rewritten
+    # Entries unpacked by use are packed again by deleting their data files only.
+    Cache(root).get("builds", packed["artifacts"][0].key, ".wasm")
+    assert Cache(root).info()["builds"]["unpacked_bytes"] > 0
+    assert execute(["cache", "pack"], out=io.StringIO()) == 0
+    assert _files(root) == packed_files
+
+
+def _section_of(kind: str, packed) -> tuple[str, str, str]:
+    """(section, name, suffix) of the probe's entry of that kind (build or compiled)."""
+    probe = packed["artifacts"][0]
+    if kind == "builds":
+        return "builds", probe.key, ".wasm"
+    return f"compiled/{packed['tag']}", probe.sha256, ".cwasm"
+
+
+def _a_dependent(root: Path, section: str, suffix: str) -> tuple[str, str]:
+    """(an entry packed with a dictionary, its dictionary) in ``section``."""
+    for meta_path in sorted((root / section).glob("*.json")):
+        ref = json.loads(meta_path.read_text())["packed"]["dictionary"]
+        if ref is not None:
+            return meta_path.stem, ref["name"]
+    raise AssertionError("no entry packed with a dictionary")
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["builds", "compiled"])
+@pytest.mark.parametrize("damage", ["tampered frame", "lost dictionary", "tampered dictionary",
+                                    "bigger than sealed", "dictionary loop", "dictionary path"])
+def test_a_damaged_packed_entry_is_never_loaded(packed, kind: str, damage: str) -> None:
+    root = packed["root"]
+    section, _, suffix = _section_of(kind, packed)
+    name, reference = _a_dependent(root, section, suffix)
+    zst = root / section / f"{name}{suffix}.zst"
+    ref_zst = root / section / f"{reference}{suffix}.zst"
+    meta_path = root / section / f"{name}.json"
+    meta = _meta(root, section, name)
+    if damage == "tampered frame":
+        _flip(zst)
+    elif damage == "lost dictionary":
+        ref_zst.unlink()
+        (root / section / f"{reference}.json").unlink()
+    elif damage == "tampered dictionary":
+        _flip(ref_zst)
+    elif damage == "bigger than sealed":
+        # A decompression bomb: a small frame of far more bytes than the seal says.
+        bomb = io.BytesIO()
+        with zstandard.ZstdCompressor(level=1).stream_writer(bomb, closefd=False) as writer:
+            for _ in range(meta["size"] // (1 << 20) + 64):
+                writer.write(bytes(1 << 20))
+        zst.write_bytes(bomb.getvalue())
+        meta["packed"]["dictionary"] = None
+        meta_path.write_text(json.dumps(meta))
+    elif damage == "dictionary loop":
+        ref_meta = _meta(root, section, reference)
+        ref_meta["packed"]["dictionary"] = {"name": name, "sha256": meta["sha256"]}
+        (root / section / f"{reference}.json").write_text(json.dumps(ref_meta))
+    elif damage == "dictionary path":
+        meta["packed"]["dictionary"]["name"] = "../../builds/" + reference
+        meta_path.write_text(json.dumps(meta))
+    assert Cache(root, layered=False).get(section, name, suffix) is None
+    assert not (root / section / f"{name}{suffix}").exists()
+    assert not zst.exists() and not meta_path.exists()  # removed: rebuilt next time
+    assert not list(root.rglob(".tmp-*"))
+
+
+def test_a_damaged_packed_entry_is_built_and_compiled_again(packed, probe) -> None:
+    root = packed["root"]
+    for kind in ("builds", "compiled"):
+        section, name, suffix = _section_of(kind, packed)
+        _flip(root / section / f"{name}{suffix}.zst")
+    rebuilt = build(GUESTS / "probe.py")
+    assert not rebuilt.cached
+    assert Runtime(tier_up=False, cache=Cache(root)).run(
+        rebuilt, Capabilities.parse(args=["hello"])).steps["component"] == "compiled"
+
+
+def test_the_cli_packs_and_shows_damage_without_a_traceback(packed) -> None:
+    """``python -m wasi_magic cache pack`` in its own process, over a damaged entry: the
+    damaged entry is dropped, the rest stays packed, exit 0, no traceback."""
+    root = packed["root"]
+    section, name, suffix = _section_of("compiled", packed)
+    _flip(root / section / f"{name}{suffix}.zst")
+    child = python_child("import sys; from wasi_magic.cli import main; "
+                         "sys.exit(main(['cache', 'pack']))")
+    assert child.returncode == 0 and child.stderr == "", child.stderr
+    assert "packed " in child.stdout and "Traceback" not in child.stdout
+    assert Cache(root).info()["compiled"]["entries"] == 2
+
+
+def test_packing_and_unpacking_write_nothing_outside_the_cache(packed, probe,
+                                                               tmp_path: Path) -> None:
+    """Battery-style: the host's files are what they were; only the cache changed."""
+    root = packed["root"]
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "notes.txt").write_text("unchanged\n")
+    before = _files(tmp_path)
+    assert execute(["cache", "pack"], out=io.StringIO()) == 0
+    build(GUESTS / "probe.py")
+    _probe_runs(root, probe)
+    after = _files(tmp_path)
+    changed = {path for path in before.keys() | after.keys()
+               if before.get(path) != after.get(path)}
+    assert changed and all(Path(tmp_path / path).is_relative_to(root) for path in changed)
+    assert (host / "notes.txt").read_text() == "unchanged\n"
+
+
+UNPACK_ALL = """
+import json, sys
+from pathlib import Path
+from wasi_magic.cache import Cache
+from wasi_magic.cache_pack import data_suffix, sections
+cache = Cache(Path(sys.argv[1]), layered=False)
+got = {f"{s}/{m.stem}": getattr(cache.get(s, m.stem, data_suffix(s)), "meta", {}).get("sha256")
+       for s in sections(cache) for m in sorted((cache.root / s).glob("*.json"))}
+print(json.dumps(got))
+"""
+
+
+def test_two_kernels_unpacking_the_same_entries_at_once_both_succeed(packed) -> None:
+    import os
+    import subprocess
+    import sys
+    root = packed["root"]
+    shas = {f"{s}/{m.stem}": json.loads(m.read_text())["sha256"]
+            for s in ("builds", f"compiled/{packed['tag']}")
+            for m in sorted((root / s).glob("*.json"))}
+    procs = [subprocess.Popen([sys.executable, "-c", UNPACK_ALL, str(root)],
+                              env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and err == "", err
+        assert json.loads(out) == shas  # every entry, intact, in both
+    assert not list(root.rglob(".tmp-*"))
+    assert Cache(root).info()["builds"]["unpacked_bytes"] > 0
+
+
+def test_a_decompression_bomb_stops_at_the_sealed_size(tmp_path: Path) -> None:
+    """A 12 KiB frame of 256 MiB: unpacking stops at the sealed size, having written no more."""
+    from wasi_magic.cache_pack import PackError, decompress
+    bomb = tmp_path / "bomb.zst"
+    with open(bomb, "wb") as out, \
+            zstandard.ZstdCompressor(level=1).stream_writer(out) as writer:
+        for _ in range(256):
+            writer.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 64 << 10
+    target = tmp_path / "out"
+    with pytest.raises(PackError, match="more than its sealed"):
+        decompress(bomb, target, 1 << 20, None)
+    assert target.stat().st_size <= 1 << 20
