@@ -125,6 +125,12 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
     warm.add_argument("--shared", metavar="DIR",
                       help="then copy it all into DIR, a read-only cache for every user of "
                            "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
+    warm.add_argument("--wasmtime-cache", action="append", default=[], metavar="PATH.wasm",
+                      help="also compile the component a notebook saves with -o PATH.wasm "
+                           "(as written there; a pattern such as 'build/*.wasm' is fine; "
+                           "repeatable) into wasmtime's own cache (~/.cache/wasmtime), as an "
+                           "engine made from Config() with cache = True compiles it: for "
+                           "notebooks that compile it with wasmtime's API")
 
     cache = sub.add_parser("cache", help="cache info | cache clear")
     cache.add_argument("action", choices=("info", "clear"))
@@ -242,7 +248,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "warm":
         from .warm import warm
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
-             shared=ns.shared)
+             shared=ns.shared, wasmtime_cache=ns.wasmtime_cache)
         return 0
     if ns.command == "inspect":
         if ns.core:
