@@ -173,7 +173,8 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         report(f"{where}: {'cached' if artifact.cached else 'built'}")
         if _matches(cell.output, wasmtime_cache):
             from . import wasmtime_cache as own_cache
-            engine = engine or own_cache.notebook_engine()
+            if engine is None:
+                engine = own_cache.notebook_engine()
             try:
                 own_cache.fill(engine, artifact.path)
             except WasiMagicError as exc:
