@@ -6,7 +6,9 @@ notebooks, keys them exactly as the magic will (cell body, ``--path`` folders
 resolved against the notebook's folder, which is the kernel's working
 directory), and builds them into the cache; ``--quick`` cells need only the
 quick-mode sandbox and ``--session`` cells only the session component, which
-are always built.
+are always built. With ``--wasmtime-cache PATH.wasm``, the component a cell saves
+with ``-o PATH.wasm`` is also compiled into wasmtime's own cache, for a notebook
+that compiles it with wasmtime's API (lesson 03).
 """
 
 from __future__ import annotations
