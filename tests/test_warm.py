@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 from IPython.core.interactiveshell import InteractiveShell
 
+from conftest import ROOT
+from wasi_magic import build
 from wasi_magic.warm import wasi_cells
 
 CELLS = [
@@ -46,4 +52,87 @@ def test_warm_sees_the_bodies_ipython_passes(tmp_path: Path) -> None:
     assert (plug.source, plug.wit, plug.world) == (Path("plug.py"), Path("../wit/plug.wit"),
                                                    "transform")
     assert len(found) == 6  # the --p1 cell needs no build
+    assert [c.output for c in found] == [None, None, None, None, "tool.wasm", "plug.wasm"]
     assert "".join(json.loads(notebook.read_text())["cells"][0]["source"]) == CELLS[0]
+
+
+# --wasmtime-cache: lesson 03 compiles with wasmtime's API, from wasmtime's own cache -------
+
+#: Lesson 03's plugin cell (its build is in the shared test cache: test_lesson_checks_03_05).
+PLUGIN_LINE = ("%%wasi -q -o build/plugin.wasm --dir build/tenants/alice::/data::ro "
+               "--env APP_ENV=production")
+
+#: How lesson 03 makes its engine and compiles a component: a fresh process, as a kernel is.
+COMPILE_AS_THE_LESSON = """
+import sys, wasmtime
+from wasmtime import component
+config = wasmtime.Config()
+config.cache = True
+component.Component.from_file(wasmtime.Engine(config), sys.argv[1])
+"""
+
+
+def _plugin_notebook(folder: Path) -> Path:
+    lesson = json.loads((ROOT / "lessons" / "03-embedding-wasmtime.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in lesson["cells"]
+                if "".join(c["source"]).startswith(PLUGIN_LINE + "\n"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell)]
+    notebook = folder / "plugin.ipynb"
+    nbformat.write(nb, notebook)
+    return notebook
+
+
+def _private_wasmtime_cache(tmp_path: Path) -> dict[str, str]:
+    """The environment with XDG_CACHE_HOME in ``tmp_path``: wasmtime's cache goes to
+    $XDG_CACHE_HOME/wasmtime, so the real ~/.cache/wasmtime is not touched. (HOME stays: the
+    shared test cache's sealing key lives in the user's config folder.)"""
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONPATH": str(ROOT)}
+
+
+def _compiled_entries(tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """wasmtime's cache entries: name -> (size, modification time); not its usage stats."""
+    modules = tmp_path / "xdg" / "wasmtime" / "modules"
+    return {str(p.relative_to(modules)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in modules.rglob("*") if p.is_file() and p.suffix != ".stats"}
+
+
+def test_warm_fills_wasmtime_cache_so_the_lessons_compile_is_a_hit(tmp_path: Path) -> None:
+    notebook = _plugin_notebook(tmp_path)
+    env = _private_wasmtime_cache(tmp_path)
+    warmed = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", str(notebook),
+                             "--wasmtime-cache", "build/plugin.wasm"],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert warmed.returncode == 0, warmed.stderr
+    assert "build/plugin.wasm compiled into wasmtime's cache" in warmed.stdout
+    entries = _compiled_entries(tmp_path)
+    assert len(entries) == 1  # the plugin's compiled form, nothing else
+
+    # What the notebook's -o saves (the built component's bytes), compiled as the lesson does,
+    # in a fresh process: a hit finds warm's entry and writes none; a miss (another key: other
+    # bytes, another setting) would add an entry of its own.
+    saved = tmp_path / "build" / "plugin.wasm"
+    saved.parent.mkdir()
+    shutil.copyfile(build(_cell_body(notebook)).path, saved)
+    compiled = subprocess.run([sys.executable, "-c", COMPILE_AS_THE_LESSON, str(saved)],
+                              env=env, capture_output=True, text=True, timeout=900)
+    assert compiled.returncode == 0, compiled.stderr
+    assert _compiled_entries(tmp_path) == entries
+
+
+def _cell_body(notebook: Path) -> str:
+    source = json.loads(notebook.read_text())["cells"][0]["source"]
+    return "".join(source).partition("\n")[2] + "\n"
+
+
+def test_warm_names_a_wasmtime_cache_path_no_cell_saves(tmp_path: Path) -> None:
+    notebook = _plugin_notebook(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", str(notebook),
+                           "--wasmtime-cache", "build/counter.wasm"],
+                          env=_private_wasmtime_cache(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "error: --wasmtime-cache 'build/counter.wasm': no cell of these notebooks saves a "
+        "component there with -o. They save: build/plugin.wasm. Give one of these paths as the "
+        "notebook writes it (relative to its folder), or a pattern like 'build/*.wasm'."]
+    assert not (tmp_path / "xdg").exists()  # refused before building or compiling anything

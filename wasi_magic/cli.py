@@ -127,6 +127,12 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
                            "this server (set WASI_MAGIC_SHARED_CACHE=DIR for them)")
     warm.add_argument("--pack", action="store_true",
                       help="then pack the cache (the shared one, with --shared): see cache pack")
+    warm.add_argument("--wasmtime-cache", action="append", default=[], metavar="PATH.wasm",
+                      help="also compile the component a notebook saves with -o PATH.wasm "
+                           "(as written there; a pattern such as 'build/*.wasm' is fine; "
+                           "repeatable) into wasmtime's own cache (~/.cache/wasmtime), as an "
+                           "engine made from Config() with cache = True compiles it: for "
+                           "notebooks that compile it with wasmtime's API")
 
     cache = sub.add_parser("cache", help="cache info | cache clear | cache pack")
     cache.add_argument("action", choices=("info", "clear", "pack"))
@@ -247,7 +253,7 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "warm":
         from .warm import warm
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
-             shared=ns.shared, pack=ns.pack)
+             shared=ns.shared, pack=ns.pack, wasmtime_cache=ns.wasmtime_cache)
         return 0
     if ns.command == "inspect":
         if ns.core:

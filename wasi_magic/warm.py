@@ -6,18 +6,22 @@ notebooks, keys them exactly as the magic will (cell body, ``--path`` folders
 resolved against the notebook's folder, which is the kernel's working
 directory), and builds them into the cache; ``--quick`` cells need only the
 quick-mode sandbox and ``--session`` cells only the session component, which
-are always built.
+are always built. With ``--wasmtime-cache PATH.wasm``, the component a cell saves
+with ``-o PATH.wasm`` is also compiled into wasmtime's own cache, for a notebook
+that compiles it with wasmtime's API (lesson 03).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from .artifact import Artifact
 from .builder import ProgressCallback, build
@@ -41,6 +45,8 @@ class CellToBuild:
     #: ``%wasi build F.py --wit W``, the path W) and the world.
     wit: str | Path | None = None
     world: str | None = None
+    #: Where the notebook saves the component (``-o PATH``, as written), if it does.
+    output: str | None = None
 
 
 def _cell_flags(line: str, notebook: Path, index: int) -> argparse.Namespace | None:
@@ -99,7 +105,8 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
                 if wit is None:
                     continue  # the magic will report the missing %%wit cell
             yield CellToBuild(notebook, index, body, tuple(flags.path), bool(flags.quick), wit,
-                              world_name(flags.world, wit) if flags.world else None)
+                              world_name(flags.world, wit) if flags.world else None,
+                              flags.output)
             continue
         for text in source.splitlines():
             build_line = _build_flags(text)
@@ -107,7 +114,8 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
                 # Keyed as the CLI keys it: the WIT as a path, resolved against the notebook's folder.
                 yield CellToBuild(notebook, index, Path(build_line.source), tuple(build_line.path),
                                   False, Path(build_line.wit) if build_line.wit else None,
-                                  build_line.world)
+                                  build_line.world,
+                                  build_line.output or str(Path(build_line.source).with_suffix(".wasm")))
 
 
 def _build_flags(text: str) -> argparse.Namespace | None:
@@ -125,7 +133,7 @@ def _build_flags(text: str) -> argparse.Namespace | None:
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
          report: Callable[[str], None] = print, shared: str | Path | None = None,
-         pack: bool = False) -> list[Artifact]:
+         pack: bool = False, wasmtime_cache: Sequence[str] = ()) -> list[Artifact]:
     """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
     compile them (with Cranelift, see :func:`warm_runtime`) into the cache.
 
@@ -133,12 +141,19 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     that cannot be built (e.g. a lesson showing a build error on purpose) is
     reported and skipped. With ``shared`` (a folder), everything is then copied into
     that shared cache, for every user of the server (see :mod:`wasi_magic.shared_cache`).
+    ``wasmtime_cache`` holds patterns (``fnmatch``, e.g. ``build/plugin.wasm`` or
+    ``build/*.wasm``) of ``-o`` paths, as the notebooks write them: each component saved
+    to a matching path is also compiled into wasmtime's own cache, for a notebook that
+    compiles it with wasmtime's API (see :mod:`wasi_magic.wasmtime_cache`).
     With ``pack``, the cache filled (the shared one, with ``shared``) is then packed (see
     :mod:`wasi_magic.cache_pack`).
     """
     if shared is not None:
         from .shared_cache import open_for_filling
         open_for_filling(Path(shared))  # refuse an unsafe folder before building anything
+    cells = [cell for notebook in _notebooks(targets) for cell in wasi_cells(notebook)
+             if not cell.quick]
+    _check_patterns(wasmtime_cache, cells)  # before building anything, too
     runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
     runtime.component(built[0])  # compiled too, into the compiled-component cache
@@ -148,20 +163,28 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     runtime.component(built[-1])  # compiled too (a session started with --fuel compiles
     # its fuel-metering form on first use)
     report(f"session sandbox: {'cached' if built[-1].cached else 'built'}")
-    for notebook in _notebooks(targets):
-        for cell in wasi_cells(notebook):
-            if cell.quick:
-                continue
-            where = f"{notebook.name} cell {cell.index}"
+    engine = None
+    for cell in cells:
+        where = f"{cell.notebook.name} cell {cell.index}"
+        try:
+            artifact = build(cell.source, paths=cell.paths, cwd=cell.notebook.parent,
+                             progress=progress, wit=cell.wit, world=cell.world)
+        except WasiMagicError as exc:
+            report(f"{where}: not built ({str(exc).splitlines()[0]})")
+            continue
+        runtime.component(artifact)
+        built.append(artifact)
+        report(f"{where}: {'cached' if artifact.cached else 'built'}")
+        if _matches(cell.output, wasmtime_cache):
+            from . import wasmtime_cache as own_cache
+            if engine is None:
+                engine = own_cache.notebook_engine()
             try:
-                artifact = build(cell.source, paths=cell.paths, cwd=notebook.parent,
-                                 progress=progress, wit=cell.wit, world=cell.world)
+                own_cache.fill(engine, artifact.path)
             except WasiMagicError as exc:
-                report(f"{where}: not built ({str(exc).splitlines()[0]})")
+                report(f"{where}: {cell.output} not compiled into wasmtime's cache ({exc})")
                 continue
-            runtime.component(artifact)
-            built.append(artifact)
-            report(f"{where}: {'cached' if artifact.cached else 'built'}")
+            report(f"{where}: {cell.output} compiled into wasmtime's cache")
     target = runtime.cache
     if shared is not None:
         from .shared_cache import export, open_for_filling
@@ -173,6 +196,25 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         before, after = pack_cache(target, report)
         report(f"packed {target.root}: {format_size(before)} → {format_size(after)}")
     return built
+
+
+def _matches(output: str | None, patterns: Sequence[str]) -> bool:
+    """Whether the ``-o`` path ``output`` (as a notebook writes it) matches one of ``patterns``."""
+    return output is not None and any(
+        fnmatch.fnmatchcase(posixpath.normpath(output), posixpath.normpath(pattern))
+        for pattern in patterns)
+
+
+def _check_patterns(patterns: Sequence[str], cells: Sequence[CellToBuild]) -> None:
+    """Refuse a ``--wasmtime-cache`` pattern that no notebook's ``-o`` path matches."""
+    for pattern in patterns:
+        if not any(_matches(cell.output, [pattern]) for cell in cells):
+            written = sorted({cell.output for cell in cells if cell.output})
+            raise UsageError(
+                f"--wasmtime-cache {pattern!r}: no cell of these notebooks saves a component "
+                f"there with -o. They save: {', '.join(written) or 'none'}. Give one of these "
+                f"paths as the notebook writes it (relative to its folder), or a pattern like "
+                f"'build/*.wasm'.")
 
 
 def warm_runtime() -> "Runtime":

@@ -87,8 +87,12 @@ def _no_constants(name: str):
     raise Malformed(f"{name} is not valid JSON")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in text)
+    # isascii() first: nearly every string is ASCII, and it is one C call, not a loop.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _type_name(value: Any) -> str:

@@ -80,17 +80,16 @@ _COMPILED: dict[tuple[str, float], tuple[Any, Any]] = {}
 
 
 def _compiled(plugin: Path) -> tuple[Any, Any]:
-    """(engine, component) for ``plugin``, compiled once per process with Winch (fast to compile)."""
-    import wasmtime
+    """(engine, component) for ``plugin``, compiled once per process by an engine made as the
+    lesson makes its own (``Config.cache`` on): once the lesson (or Binder's postBuild) has
+    compiled the same bytes, this is a hit in Wasmtime's cache, not a compile."""
     from wasmtime import component
 
-    from wasi_magic.sandbox import shim
+    from wasi_magic.wasmtime_cache import notebook_engine
 
     key = (str(plugin.resolve()), plugin.stat().st_mtime)
     if key not in _COMPILED:
-        config = wasmtime.Config()
-        shim.use_winch(config)
-        engine = wasmtime.Engine(config)
+        engine = notebook_engine()
         _COMPILED[key] = engine, component.Component.from_file(engine, str(plugin))
     return _COMPILED[key]
 
