@@ -7,6 +7,7 @@ terminal (see :meth:`Capabilities.wasmtime_command`).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,14 +149,28 @@ def protected_folders() -> dict[Path, str]:
     else:
         found[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
         found[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
-    return {Path(os.path.realpath(folder)): why for folder, why in found.items()}
+    return dict(_resolved(tuple(found.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(found: tuple[tuple[Path, str], ...]) -> tuple[tuple[Path, str], ...]:
+    """The protected folders as the OS resolves them, remembered per set of folders (a dozen
+    ``realpath`` calls, ~0.3 ms, on every grant of every cell otherwise). No guest can change
+    what they resolve to: a grant that holds any part of their paths is refused."""
+    return tuple((Path(os.path.realpath(folder)), why) for folder, why in found)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (both resolved, absolute)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _check_not_protected(host: Path, spec: str) -> None:
-    real = Path(os.path.realpath(host))
-    for folder, why in protected_folders().items():
-        if real == folder or folder.is_relative_to(real) or real.is_relative_to(folder):
-            where = "is" if real == folder else "contains" if folder.is_relative_to(real) \
+    real = os.path.realpath(host)
+    for folder_path, why in protected_folders().items():
+        folder = str(folder_path)
+        if _within(real, folder) or _within(folder, real):
+            where = "is" if real == folder else "contains" if _within(folder, real) \
                 else "is inside"
             raise CapabilityError(
                 f"--dir {spec!r}: {str(real)!r} {where} {why} ({str(folder)!r}); a guest with "
