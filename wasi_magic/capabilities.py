@@ -126,6 +126,17 @@ def read_guest_file(path: str | os.PathLike[str], *, cwd: str | os.PathLike[str]
 
 def protected_folders() -> dict[Path, str]:
     """Folders no grant may cover or reach into: whoever writes there runs code on the host."""
+    return dict(_protected(tuple(sorted(os.environ.items()))))
+
+
+@functools.lru_cache(maxsize=4)
+def _protected(environment: tuple[tuple[str, str], ...]) -> tuple[tuple[Path, str], ...]:
+    """:func:`protected_folders` for this environment, resolved as the OS resolves them.
+
+    Remembered per environment (where they are depends only on it): finding and resolving
+    them costs ~0.3 ms, on every grant of every cell otherwise. No guest can change what
+    they resolve to: a grant that holds any part of their paths is refused.
+    """
     import sys
     from .cache import cache_dir, key_path
     ipython = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython")
@@ -149,15 +160,7 @@ def protected_folders() -> dict[Path, str]:
     else:
         found[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
         found[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
-    return dict(_resolved(tuple(found.items())))
-
-
-@functools.lru_cache(maxsize=8)
-def _resolved(found: tuple[tuple[Path, str], ...]) -> tuple[tuple[Path, str], ...]:
-    """The protected folders as the OS resolves them, remembered per set of folders (a dozen
-    ``realpath`` calls, ~0.3 ms, on every grant of every cell otherwise). No guest can change
-    what they resolve to: a grant that holds any part of their paths is refused."""
-    return tuple((Path(os.path.realpath(folder)), why) for folder, why in found)
+    return tuple((Path(os.path.realpath(folder)), why) for folder, why in found.items())
 
 
 def _within(path: str, folder: str) -> bool:
