@@ -248,20 +248,13 @@ class Cache:
         kernels doing it at once both succeed). Its dictionary, if it has one, is taken
         with :meth:`_get_own` first, so it is verified (and unpacked) too. The caller
         verifies the result. Raises PackError (or OSError) if it cannot be unpacked."""
-        from .cache_pack import PackError, decompress, dictionary_of
+        from .cache_pack import PackError, decompress, dictionary_path
         # Read again: `cache pack` may have packed it since the caller read it.
         meta = self.sealed_meta(section, name)
         if meta is None:
             raise PackError("its metadata is not sealed")
-        ref = dictionary_of(meta, name)
-        reference = None
-        if ref is not None:
-            if depth:  # a dictionary is never packed with another: no chains, no cycles
-                raise PackError("a dictionary packed with a dictionary")
-            entry = self._get_own(section, ref["name"], suffix, depth + 1)
-            if entry is None or entry.meta["sha256"] != ref["sha256"]:
-                raise PackError(f"its dictionary {ref['name']} is missing or changed")
-            reference = entry.path
+        reference = dictionary_path(
+            meta, name, depth, lambda ref: self._get_own(section, ref, suffix, depth + 1))
         # Kept after unpacking: in a Binder image the .zst is in a read-only image layer
         # (deleting it frees nothing), and with it `cache pack` again only deletes the
         # data file. (Unpacked: ~+10% on disk, for entries in use.)

@@ -68,6 +68,23 @@ def dictionary_of(meta: dict[str, Any], name: str) -> dict[str, str] | None:
     return {"name": str(ref["name"]), "sha256": str(ref["sha256"])}
 
 
+def dictionary_path(meta: dict[str, Any], name: str, depth: int,
+                    find: Callable[[str], Any]) -> Path | None:
+    """The data file of the dictionary a packed entry's metadata names (None: packed
+    without one), found with ``find(name)`` (an :class:`~wasi_magic.cache.Entry`, verified,
+    or None). ``depth``: 0 for an entry, 1 for a dictionary. Raises :class:`PackError` if
+    it is missing, changed, or a dictionary would need a dictionary of its own."""
+    ref = dictionary_of(meta, name)
+    if ref is None:
+        return None
+    if depth:  # a dictionary is never packed with another: no chains, no cycles
+        raise PackError("a dictionary packed with a dictionary")
+    entry = find(ref["name"])
+    if entry is None or entry.meta["sha256"] != ref["sha256"]:
+        raise PackError(f"its dictionary {ref['name']} is missing or changed")
+    return entry.path
+
+
 def zstd_dict(reference: Path | None) -> zstandard.ZstdCompressionDict | None:
     """``reference``'s bytes as a raw-content zstd dictionary (None for no dictionary).
 

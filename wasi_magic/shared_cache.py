@@ -144,20 +144,13 @@ class SharedCache:
         """Unpack a packed shared entry into the user's cache ``into``: only once its
         unpacked bytes match the shared seal is it stored there (under the user's seal).
         Raises ValueError/OSError if it is damaged."""
-        from .cache_pack import PackError, decompress, dictionary_of
+        from .cache_pack import PackError, decompress, dictionary_path
         if not sealed(section, name, meta, self._key):
             raise PackError("not sealed by the shared cache's key")
-        ref = dictionary_of(meta, name)
-        reference = None
-        if ref is not None:
-            if depth:  # a dictionary is never packed with another: no chains, no cycles
-                raise PackError("a dictionary packed with a dictionary")
-            # The user's copy of it if an earlier unpack made one, else the shared one.
-            entry = (into.get_own(section, ref["name"], suffix)
-                     or self.get(section, ref["name"], suffix, into, depth + 1))
-            if entry is None or entry.meta["sha256"] != ref["sha256"]:
-                raise PackError(f"its dictionary {ref['name']} is missing or changed")
-            reference = entry.path
+        # The dictionary: the user's copy if an earlier unpack made one, else the shared one.
+        reference = dictionary_path(
+            meta, name, depth, lambda ref: (into.get_own(section, ref, suffix)
+                                            or self.get(section, ref, suffix, into, depth + 1)))
         folder = into.folder(section)
         if folder is None:
             return None
