@@ -87,19 +87,25 @@ def test_warm_shared_fills_a_cache_every_user_can_read(filled, quick_ready) -> N
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
 
 
-def test_a_student_uses_shared_entries_without_building_or_compiling(classroom,
-                                                                     quick_ready) -> None:
+def _student_runs_the_runner(student: Path, found_in: Path, quick_ready, text: str) -> None:
+    """The student's kernel finds the quick-mode sandbox in ``found_in`` and runs it from
+    its compiled (Cranelift) form, building and compiling nothing."""
     from wasi_magic.quick import quick_sandbox
     from wasi_magic.runtime import Runtime
-    shared, student = classroom
     artifact = quick_sandbox()
-    assert artifact.cached and artifact.path.is_relative_to(shared)
+    assert artifact.cached and artifact.path.is_relative_to(found_in)
     assert artifact.sha256 == quick_ready.sha256
     runtime = Runtime(cache=Cache(student), tier_up=True)
-    result = runtime.run(artifact, _caps("print('from the shared cache')"))
+    result = runtime.run(artifact, _caps(f"print({text!r})"))
     assert (result.stdout, result.steps, result.tier) == (
-        "from the shared cache\n", {"component": "deserialized"}, "cranelift")
+        f"{text}\n", {"component": "deserialized"}, "cranelift")
     assert runtime.wait_tier_up(0) and runtime.tier_up.done == []  # nothing to tier up
+
+
+def test_a_student_uses_shared_entries_without_building_or_compiling(classroom,
+                                                                     quick_ready) -> None:
+    shared, student = classroom
+    _student_runs_the_runner(student, shared, quick_ready, "from the shared cache")
     assert [p for p in _files(student) if p.suffix in (".wasm", ".cwasm")] == []
 
 
@@ -199,18 +205,9 @@ def test_a_packed_shared_entry_is_unpacked_into_the_user_cache_and_used(classroo
     """``cache pack --shared DIR``: a student's kernel unpacks what it uses into the
     student's own cache (checked against the shared seal, then sealed with the student's
     key), and neither builds nor compiles it."""
-    from wasi_magic.quick import quick_sandbox
-    from wasi_magic.runtime import Runtime
     shared, student = classroom
     _pack_shared(shared)
-    artifact = quick_sandbox()
-    assert artifact.cached and artifact.path.is_relative_to(student)
-    assert artifact.sha256 == quick_ready.sha256
-    runtime = Runtime(cache=Cache(student), tier_up=True)
-    result = runtime.run(artifact, _caps("print('packed, shared')"))
-    assert (result.stdout, result.steps, result.tier) == (
-        "packed, shared\n", {"component": "deserialized"}, "cranelift")
-    assert runtime.wait_tier_up(0) and runtime.tier_up.done == []
+    _student_runs_the_runner(student, student, quick_ready, "packed, shared")
     own = Cache(student, layered=False)  # now the student's own, sealed with their key
     assert own.get("builds", quick_ready.key, ".wasm") is not None
     assert own.get(_cranelift_entry(student, quick_ready.sha256).parent.relative_to(

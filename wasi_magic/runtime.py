@@ -384,11 +384,8 @@ def _prime(flavor: _Flavor, component: Any, fuel: bool) -> None:
     """Instantiate ``component`` once in a throwaway store, so that Wasmtime sets up its
     copy-on-write memory image now (see :func:`~wasi_magic.sandbox.store.instantiate`).
     A failure is left for the run itself to report."""
-    def discard(data: bytes) -> None:
-        return None
-
     limits = Limits(timeout=None, fuel=(1 << 62) if fuel else None)
-    store = new_store(flavor.engine, Capabilities(), limits, "prime", discard, discard)
+    store = new_store(flavor.engine, Capabilities(), limits, "prime", _discard, _discard)
     Deadline(flavor.engine, None).attach(store)
     try:
         instantiate(lambda: flavor.linker.instantiate(store, component))
