@@ -153,6 +153,11 @@ class Runtime:
         with self._lock:
             for flavor in self._flavors.values():
                 flavor.components.clear()
+            self.release_stores()
+
+    def release_stores(self) -> None:
+        """Drop the stores kept for later: the instance made ahead and finished runs'."""
+        with self._lock:
             self._ready = self._next = None
             self._drop_retired()
 
@@ -509,9 +514,7 @@ def _drain_streams() -> None:
     # panic. Let those callbacks finish while Python is still alive.
     if wasmtime is None:
         return
-    if _default is not None:  # the stores it keeps for later (see Runtime.tidy)
-        with _default._lock:
-            _default._ready = _default._next = None
-            _default._drop_retired()
+    if _default is not None:
+        _default.release_stores()  # (see Runtime.tidy)
     gc.collect()
     shim.wait_outputs_released(limit=1.0)
