@@ -11,7 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from conftest import python_child
-from wasi_magic import BuildError, Capabilities
+from wasi_magic import BuildError, Capabilities, UsageError
 from wasi_magic.quick import quick_sandbox, run_quick
 
 
@@ -40,6 +40,14 @@ def test_traceback_uses_the_cell_lines(sandbox_component) -> None:
 def test_syntax_error_before_running(sandbox_component) -> None:
     with pytest.raises(BuildError, match="line 2"):
         run_quick("print(1)\nprint(\n")
+
+
+def test_the_http_helper_asks_for_build_mode(sandbox_component) -> None:
+    # Quick mode has no HTTP import: found from the one parse of the cell, at any depth.
+    for source in ("import wasi_magic_http\n", "def f():\n    from wasi_magic_http import get\n"):
+        with pytest.raises(UsageError, match="wasi_magic_http needs build mode") as refused:
+            run_quick(source)
+        assert "Drop --quick" in str(refused.value)
 
 
 def test_nothing_leaks_between_runs(sandbox_component) -> None:

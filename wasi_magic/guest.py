@@ -259,12 +259,16 @@ QUICK_MODULES: tuple[str, ...] = (
 )
 
 
-def uses_http(source: str, filename: str = "<cell>") -> bool:
-    """Whether the cell imports the HTTP helper (and so needs the ``cell-http`` world)."""
-    try:
-        tree = ast.parse(source, filename=filename)
-    except SyntaxError:
-        return False  # generate() reports it with the cell line
+def uses_http(source: str | ast.AST, filename: str = "<cell>") -> bool:
+    """Whether the cell (its source, or its parsed tree) imports the HTTP helper (and so
+    needs the ``cell-http`` world)."""
+    if isinstance(source, ast.AST):
+        tree = source
+    else:
+        try:
+            tree = ast.parse(source, filename=filename)
+        except SyntaxError:
+            return False  # generate() reports it with the cell line
     return any(ref.name == HTTP_MODULE for ref in find_imports(tree))
 
 
