@@ -258,3 +258,52 @@ def test_a_decompression_bomb_stops_at_the_sealed_size(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="more than its sealed"):
         decompress(bomb, target, 1 << 20, None)
     assert target.stat().st_size <= 1 << 20
+
+
+FULL_DISK = """
+import json, sys
+from pathlib import Path
+from wasi_magic.cache import Cache
+from wasi_magic.capabilities import Capabilities
+from wasi_magic.runtime import Runtime
+root, section, name, probe = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+cache = Cache(root, layered=False)
+got = cache.get(section, name, ".wasm")
+# The run still works: the compiled form cannot be unpacked either, so it is compiled here.
+result = Runtime(tier_up=False, cache=cache).run(probe, Capabilities.parse(args=["hello"]))
+print(json.dumps({"got": getattr(got, "meta", {}).get("sha256"), "stdout": result.stdout,
+                  "component": result.steps["component"]}))
+"""
+
+
+def test_a_full_disk_while_unpacking_keeps_the_packed_entry(packed, tmp_path: Path) -> None:
+    """A cache on a full file system (a real tmpfs with room for the packed entries only, in
+    a user and mount namespace of its own): nothing is unpacked, nothing is lost or left
+    half-written, the guest still runs, and the entry unpacks once there is room."""
+    import subprocess
+    import sys
+    section, name, _ = _section_of("builds", packed)
+    probe = packed["artifacts"][0]
+    mount = tmp_path / "full"
+    mount.mkdir()
+    room = sum(p.stat().st_size for p in packed["root"].rglob("*") if p.is_file()) + (4 << 20)
+    child = [sys.executable, "-c", FULL_DISK, str(mount / "cache"), section, name,
+             str(probe.path)]
+    script = " && ".join([
+        f"mount -t tmpfs -o size={room} tmpfs {mount}",
+        f"cp -a {packed['root']} {mount / 'cache'}",
+        " ".join(f"'{word}'" for word in child),
+        f"ls -a {mount / 'cache' / section}",
+        f"mount -o remount,size={room + (512 << 20)} {mount}",
+        " ".join(f"'{word}'" for word in child)])
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    full, listing, roomy = done.stdout.split("\n", 1)[0], done.stdout, done.stdout.splitlines()[-1]
+    full, roomy = json.loads(full), json.loads(roomy)
+    assert full == {"got": None, "stdout": "hello from the probe ['hello']\n",
+                    "component": "compiled"}
+    names = listing.splitlines()[1:-1]
+    assert f"{name}.wasm.zst" in names and f"{name}.json" in names  # kept, still packed
+    assert f"{name}.wasm" not in names and not [n for n in names if n.startswith(".tmp-")]
+    assert roomy["got"] == probe.sha256 and roomy["stdout"] == full["stdout"]

@@ -225,6 +225,8 @@ class Cache:
             if verified(section, name, data, meta, self._key):
                 return Entry(data, meta)
         except _NoRoom:
+            if depth:
+                raise  # a dictionary: the entry that needs it is kept too, not dropped
             return None  # the entry may be fine: the disk is full (or read-only) now
         except FileNotFoundError:
             if not meta_path.exists() and not data.exists() and not packed.exists():
