@@ -9,6 +9,7 @@ never loaded.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -271,3 +272,43 @@ def test_warm_shared_pack_fills_a_packed_shared_cache(filled, quick_ready, tmp_p
             assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
     # The teacher's own cache is left as it was (unpacked).
     assert (teacher / "builds" / f"{quick_ready.key}.wasm").exists()
+
+
+FULL_STUDENT = """
+import json, sys, warnings
+from pathlib import Path
+from wasi_magic.cache import Cache
+from wasi_magic.cache_pack import data_suffix, sections
+student = Cache(Path(sys.argv[1]))
+shared = Cache(Path(sys.argv[2]), layered=False)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = [student.get(s, m.stem, data_suffix(s)) for s in sections(shared)
+           for m in sorted((shared.root / s).glob("*.json"))]
+print(json.dumps({"got": [g is not None for g in got], "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+def test_a_full_user_cache_leaves_packed_shared_entries_unused_with_one_clear_warning(
+        classroom, tmp_path: Path) -> None:
+    """The student's own cache on a full file system (a real tmpfs, in a user and mount
+    namespace of its own): no shared entry is used or called damaged, one warning says
+    how to make room, nothing is left half-written and the shared cache is unchanged."""
+    import subprocess
+    import sys
+    shared, student = classroom
+    _pack_shared(shared)
+    before = {p: p.read_bytes() for p in _files(shared)}
+    student.mkdir()
+    script = (f"mount -t tmpfs -o size={1 << 20},mode=0700 tmpfs {student} && "
+              f"'{sys.executable}' -c '{FULL_STUDENT}' {student} {shared} && ls -aR {student}")
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout.splitlines()[0])
+    assert report["got"] and not any(report["got"]), done.stdout
+    [warning] = report["warnings"]
+    assert warning.startswith(f"wasi-magic: no room in your own cache {student} to unpack")
+    assert "python -m wasi_magic cache clear" in warning and "damaged" not in warning
+    assert ".tmp-" not in done.stdout  # the listing of the student's cache
+    assert {p: p.read_bytes() for p in _files(shared)} == before

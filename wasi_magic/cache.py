@@ -267,7 +267,7 @@ class Cache:
                 self._publish(tmp)
                 os.replace(tmp, folder / f"{name}{suffix}")
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if no_room(exc):
                 raise _NoRoom() from exc
             raise
 
@@ -426,6 +426,12 @@ class Cache:
         for section in ("builds", "compiled"):
             shutil.rmtree(self.root / section, ignore_errors=True)
         return freed
+
+
+def no_room(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk is full (or over quota, or read-only): the entry being
+    written may be fine, so it is kept, and the user is told how to make room."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class _NoRoom(OSError):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .artifact import Artifact
-from .cache import PACKED, Cache, Entry, file_sha256, sealed, verified
+from .cache import PACKED, Cache, Entry, file_sha256, no_room, sealed, verified
 from .errors import UsageError
 
 ENV_VAR = "WASI_MAGIC_SHARED_CACHE"
@@ -132,7 +132,17 @@ class SharedCache:
                 return Entry(data, meta)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except OSError as exc:
+            if into is not None and no_room(exc):
+                if depth:
+                    raise  # a dictionary: the entry that needs it says so, once
+                # The user's own cache is full: the shared entry is fine, and stays unused
+                # until there is room (the cell is built or compiled without the cache).
+                self._warn("room", f"no room in your own cache {into.root} to unpack the "
+                                   f"shared cache's entries ({os.strerror(exc.errno)}). Free "
+                                   f"space there, e.g. with: python -m wasi_magic cache clear")
+                return None
+        except (ValueError, KeyError, TypeError):
             pass
         self._warn("damaged", f"the shared cache's entry {section}/{name} is damaged or not "
                               f"sealed by its key; it is not used (built in your own cache "
