@@ -1,6 +1,6 @@
 """Write a realistic JSON-lines log for the analyzer, the same every time for a seed.
 
-    python generate.py OUT.json [--lines 100000] [--seed 7] [--malformed 5]
+    python generate.py OUT.json [--lines 20000] [--seed 7] [--malformed 5]
 
 Each line is an object with ``timestamp`` (ISO 8601, one to a few hundred
 milliseconds apart), ``level`` (mostly INFO), ``service``, ``message`` and,
@@ -26,6 +26,9 @@ PROBLEMS = ["upstream timeout", "connection reset by peer", "card declined",
             "database deadlock detected", "token expired", "rate limit exceeded"]
 WORDS = ["shoes", "lamp", "coffee", "desk", "cable", "book"]
 START = datetime(2025, 7, 15, 9, 0, 0, tzinfo=timezone.utc)
+# Lesson 04's seeded log: large enough for a slow tail and stable medians, small enough
+# that the lesson's dozen runs over it take seconds, not tens of seconds.
+LINES = 20_000
 
 
 def entry(rng: random.Random, when: datetime) -> dict:
@@ -60,7 +63,7 @@ def broken(rng: random.Random, line: str) -> str:
     return json.dumps("log rotated")                        # not an object at all
 
 
-def generate(lines: int = 100_000, seed: int = 7, malformed: int = 5) -> list[str]:
+def generate(lines: int = LINES, seed: int = 7, malformed: int = 5) -> list[str]:
     """The log as a list of lines (without newlines)."""
     rng = random.Random(seed)
     when = START
@@ -76,7 +79,7 @@ def generate(lines: int = 100_000, seed: int = 7, malformed: int = 5) -> list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="where to write the log (JSON lines)")
-    parser.add_argument("--lines", type=int, default=100_000)
+    parser.add_argument("--lines", type=int, default=LINES)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--malformed", type=int, default=5)
     ns = parser.parse_args()
