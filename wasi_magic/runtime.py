@@ -29,7 +29,7 @@ from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
 from .result import RunResult
 from . import tierup
-from .sandbox import outbound_host, shim
+from .sandbox import outbound_host, shim, stdout_pipe
 from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
                             new_store, stdin_folder)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
@@ -116,6 +116,10 @@ class Runtime:
         self._retired: list[Any] = []
         self._next: tuple[_Flavor, Any] | None = None
         self._ready: tuple[_Flavor, Any, Any, Any] | None = None
+        #: Guests' stdout through a pipe, not a callback (see :mod:`.sandbox.stdout_pipe`):
+        #: made on the pooled runtime's first run, for the process's one cell runner.
+        self._pipe: stdout_pipe.StdoutPipe | None = None
+        self._pipe_checked = not pooled
         #: Recompiles Winch-compiled components with Cranelift in the background (None: off).
         self.tier_up: tierup.TierUp | None = (
             tierup.TierUp() if tier_up and self.strategy == "winch" else None)
@@ -272,6 +276,13 @@ class Runtime:
         self._retired.append(ready[2])
         return None
 
+    def _stdout_pipe(self) -> stdout_pipe.StdoutPipe | None:
+        """The pipe for guests' stdout, if this runtime uses one (hold ``self._lock``)."""
+        if not self._pipe_checked:
+            self._pipe_checked = True
+            self._pipe = stdout_pipe.available()
+        return self._pipe
+
     def _drop_retired(self) -> None:
         retired, self._retired = self._retired, []
         del retired
@@ -317,16 +328,31 @@ class Runtime:
         deadline = Deadline(flavor.engine, limits.timeout)
         with self._lock, stdin_folder(caps) as stdin_dir:
             self._drop_retired()
-            ready = self._take_ready(flavor, component, caps, limits)
-            started = time.perf_counter()
-            if ready is not None:
-                store, instance = ready
-                grant_wasi(store, caps, name, out.write, err.write, stdin_dir)
-                result.steps["instance"] = "made ahead"
-            else:
-                store = new_store(flavor.engine, caps, limits, name, out.write, err.write,
-                                  stdin_dir)
-                instance = None
+            pipe = self._stdout_pipe()
+            stdout_to: Any = out.write
+            err_write = err.write
+            if pipe is not None:
+                pipe.start(out.write)
+                stdout_to = pipe.path
+
+                def err_write(data: bytes) -> None:
+                    pipe.drain()  # the stdout written before it, first
+                    err.write(data)
+            try:
+                ready = self._take_ready(flavor, component, caps, limits)
+                started = time.perf_counter()
+                if ready is not None:
+                    store, instance = ready
+                    grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir)
+                    result.steps["instance"] = "made ahead"
+                else:
+                    store = new_store(flavor.engine, caps, limits, name, stdout_to, err_write,
+                                      stdin_dir)
+                    instance = None
+            except BaseException:
+                if pipe is not None:
+                    pipe.finish()
+                raise
             try:
                 deadline.attach(store)
                 with interrupt_guard(deadline):
@@ -354,6 +380,8 @@ class Runtime:
                                      f"{str(exc).strip().splitlines()[0]}") from None
             finally:
                 deadline.cancel()
+                if pipe is not None:
+                    pipe.finish()  # the guest has returned: all its stdout is in the pipe
                 instance = func = None
                 # Drop the store while Python is alive (its output streams call back into
                 # Python when they close) — or, in the sandbox worker, after the reply has

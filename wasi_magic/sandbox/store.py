@@ -38,13 +38,19 @@ MAX_TABLES = 16
 MAX_TABLE_ELEMENTS = 100_000
 
 
-def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
+#: A guest output stream: a function that receives its bytes, or (stdout only) the path
+#: of a pipe Wasmtime opens and writes itself (see :mod:`.stdout_pipe`).
+Output = Callable[[bytes], Any] | str
+
+
+def wasi_config(caps: Capabilities, name: str, stdout: Output,
                 stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> Any:
     """A :class:`wasmtime.WasiConfig` granting exactly ``caps`` and nothing else.
 
     ``name`` is ``argv[0]``; ``stdout``/``stderr`` receive the guest's bytes
-    (returning None, which Wasmtime reads as "all written"); ``--stdin-text``
-    is written to a file in ``stdin_dir`` (see :func:`stdin_folder`).
+    (returning None, which Wasmtime reads as "all written"), or ``stdout`` is the path
+    of a :class:`~.stdout_pipe.StdoutPipe`; ``--stdin-text`` is written to a file in
+    ``stdin_dir`` (see :func:`stdin_folder`).
     """
     config = wasmtime.WasiConfig()
     config.argv = [name, *caps.args]
@@ -57,7 +63,10 @@ def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
         path = Path(stdin_dir, "stdin")
         path.write_bytes(caps.stdin)
         config.stdin_file = str(path)
-    config.stdout_custom = stdout
+    if isinstance(stdout, str):
+        config.stdout_file = stdout
+    else:
+        config.stdout_custom = stdout
     config.stderr_custom = stderr
     return config
 
@@ -74,7 +83,7 @@ def stdin_folder(caps: Capabilities) -> Iterator[str | None]:
 
 
 def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
-              stdout: Callable[[bytes], Any], stderr: Callable[[bytes], Any],
+              stdout: Output, stderr: Callable[[bytes], Any],
               stdin_dir: str | None = None, *, wasi: bool = True) -> Any:
     """A store on ``engine`` with exactly ``caps`` (as WASI) and ``limits`` applied.
 
@@ -100,7 +109,7 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
     return store
 
 
-def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
+def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Output,
                stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> None:
     """Give ``store`` exactly ``caps`` as WASI (replacing what it had).
 
