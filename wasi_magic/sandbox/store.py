@@ -326,15 +326,28 @@ class _Interrupts:
 
 _interrupts: _Interrupts | None = None
 _interrupts_lock = threading.Lock()
+_route_sigint = True
 
 
 def interrupt_guard(deadline: Deadline) -> Any:
-    """Route SIGINT to ``deadline`` while a guest runs on the main thread."""
+    """Route SIGINT to ``deadline`` while a guest runs on the main thread (unless
+    :func:`no_sigint_routing` was called)."""
     global _interrupts
+    if not _route_sigint:
+        return contextlib.nullcontext()
     with _interrupts_lock:
         if _interrupts is None:
             _interrupts = _Interrupts()
     return _interrupts.guard(deadline)
+
+
+def no_sigint_routing() -> None:
+    """Let :func:`interrupt_guard` do nothing from now on: for the sandbox worker, which
+    runs in a session of its own (no terminal or notebook SIGINT reaches it) and is
+    interrupted by its supervisor's ``interrupt`` message instead. Saves four signal
+    system calls around every guest call."""
+    global _route_sigint
+    _route_sigint = False
 
 
 def watch_blocked(grace: float, on_blocked: Callable[[Deadline], None]) -> None:
