@@ -115,7 +115,7 @@ class Runtime:
         self.defer_cleanup = False
         self._retired: list[Any] = []
         self._next: tuple[_Flavor, Any] | None = None
-        self._ready: tuple[_Flavor, Any, Any, Any] | None = None
+        self._ready: tuple[_Flavor, Any, Any, Any, Any] | None = None
         #: Guests' stdout through a pipe, not a callback (see :mod:`.sandbox.stdout_pipe`):
         #: made on the pooled runtime's first run, for the process's one cell runner.
         self._pipe: stdout_pipe.StdoutPipe | None = None
@@ -248,7 +248,8 @@ class Runtime:
     def tidy(self) -> None:
         """Work for the time between runs (the sandbox worker calls it once it has replied):
         drop the stores of finished runs, and instantiate the component that ran last in a
-        store of its own, without WASI, so that its next run only has to grant and call."""
+        store of its own, without WASI, and find its ``run`` export, so that its next run
+        only has to grant and call."""
         with self._lock:
             self._drop_retired()
             following, self._next = self._next, None
@@ -263,16 +264,17 @@ class Runtime:
                 instance = instantiate(lambda: flavor.linker.instantiate(store, component))
             except wasmtime.WasmtimeError:
                 return  # the run itself will instantiate, and report what fails
-            self._ready = (flavor, component, store, instance)
+            self._ready = (flavor, component, store, instance, _run_export(instance, store))
 
     def _take_ready(self, flavor: _Flavor, component: Any, caps: Capabilities,
-                    limits: Limits) -> tuple[Any, Any] | None:
-        """The instance :meth:`tidy` made for this component, if it suits this run."""
+                    limits: Limits) -> tuple[Any, Any, Any] | None:
+        """``(store, instance, run function or None)`` that :meth:`tidy` made for this
+        component, if they suit this run."""
         ready, self._ready = self._ready, None
         if ready is None:
             return None
         if ready[0] is flavor and ready[1] is component and _reusable(caps, limits):
-            return ready[2], ready[3]
+            return ready[2], ready[3], ready[4]
         self._retired.append(ready[2])
         return None
 
@@ -342,13 +344,13 @@ class Runtime:
                 ready = self._take_ready(flavor, component, caps, limits)
                 started = time.perf_counter()
                 if ready is not None:
-                    store, instance = ready
+                    store, instance, func = ready
                     grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir)
                     result.steps["instance"] = "made ahead"
                 else:
                     store = new_store(flavor.engine, caps, limits, name, stdout_to, err_write,
                                       stdin_dir)
-                    instance = None
+                    instance = func = None
             except BaseException:
                 if pipe is not None:
                     pipe.finish()
@@ -359,7 +361,8 @@ class Runtime:
                     if instance is None:
                         instance = flavor.linker.instantiate(store, component)
                     result.instantiate_seconds = time.perf_counter() - started
-                    func = _run_function(instance, store, name)
+                    if func is None:
+                        func = _run_function(instance, store, name)
                     deadline.start()
                     started = time.perf_counter()
                     try:
@@ -465,11 +468,20 @@ def _file_digest(path: Path) -> str:
     return digest
 
 
-def _run_function(instance: Any, store: Any, name: str) -> Any:
+def _run_export(instance: Any, store: Any) -> Any:
+    """The ``run`` function of ``instance``'s ``wasi:cli/run`` export, or None."""
     run_index = instance.get_export_index(store, RUN_EXPORT)
     if run_index is None:
+        return None
+    func_index = instance.get_export_index(store, "run", run_index)
+    return None if func_index is None else instance.get_func(store, func_index)
+
+
+def _run_function(instance: Any, store: Any, name: str) -> Any:
+    func = _run_export(instance, store)
+    if func is None:
         raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
-    return instance.get_func(store, instance.get_export_index(store, "run", run_index))
+    return func
 
 
 def _compile(engine: Any, path: Path) -> Any:
