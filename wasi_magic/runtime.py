@@ -305,7 +305,8 @@ class Runtime:
         """Run a ``wasi:cli`` command component with exactly ``capabilities``.
 
         ``stdout``/``stderr`` receive text as the guest writes it (from
-        Wasmtime's I/O thread). Limits: ``timeout`` in wall-clock seconds
+        Wasmtime's I/O thread, or for stdout on a pooled runtime the thread that reads
+        its :mod:`~.sandbox.stdout_pipe`). Limits: ``timeout`` in wall-clock seconds
         (None or 0: none), ``fuel`` units, ``max_memory`` bytes of linear
         memory, ``output_limit`` bytes kept per stream — or all of them as
         ``limits``. Guest failures and limits are reported in the result, not
