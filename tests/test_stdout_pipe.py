@@ -86,3 +86,33 @@ def test_a_run_stopped_while_writing_leaves_nothing_for_the_next(worker: Sandbox
     streamed: list[str] = []
     after = run(worker, runner, "print('clean')", stdout=streamed.append)
     assert after.stdout == "clean\n" and "".join(streamed) == "clean\n"
+
+
+def test_a_config_made_ahead_holds_only_argv_and_streams(worker: Sandbox, runner,
+                                                         tmp_path: Path) -> None:
+    # Between runs the worker makes the next run's WASI config with the last run's argv
+    # and the output streams; each run adds its own environment, folders and stdin.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "input.txt").write_text("granted\n")
+    probe = ("import os, sys\n"
+             "print(sys.argv[1:], sorted(k for k in os.environ if k != 'PWD'))\n"
+             "print(os.path.exists('/data/input.txt'), sys.stdin.read())\n"
+             "print('to stderr', file=sys.stderr, flush=True)\nprint('last')\n")
+    first = Capabilities.parse(["data::/data::ro"], ["A=1"], ["x"], cwd=tmp_path)
+    same_args = Capabilities.parse([], ["B=2"], ["x"], stdin_text="typed", cwd=tmp_path)
+    other_args = Capabilities.parse([], [], ["y"], cwd=tmp_path)
+    order: list[tuple[str, str]] = []
+    results = [run(worker, runner, probe, caps, stdout=lambda t: order.append(("out", t)),
+                   stderr=lambda t: order.append(("err", t)))
+               for caps in (first, same_args, same_args, other_args, first)]
+    assert [(r.stdout, r.stderr) for r in results] == [
+        ("['x'] ['A']\nTrue \nlast\n", "to stderr\n"),
+        ("['x'] ['B']\nFalse typed\nlast\n", "to stderr\n"),
+        ("['x'] ['B']\nFalse typed\nlast\n", "to stderr\n"),
+        ("['y'] []\nFalse \nlast\n", "to stderr\n"),
+        ("['x'] ['A']\nTrue \nlast\n", "to stderr\n"),
+    ]
+    assert all(r.steps.get("instance") == "made ahead" for r in results[1:])
+    # Streamed in the order written, stderr included, run after run.
+    expected = "".join(r.stdout.replace("last\n", "") + r.stderr + "last\n" for r in results)
+    assert "".join(text for _, text in order) == expected

@@ -26,12 +26,12 @@ from .cache import Cache, default_cache, file_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
-from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
+from .output import DEFAULT_LIMIT, OutputSink, Relay, TextCallback, format_size
 from .result import RunResult
 from . import tierup
 from .sandbox import outbound_host, shim, stdout_pipe
 from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
-                            new_store, stdin_folder)
+                            new_store, stdin_folder, wasi_streams)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
@@ -116,6 +116,10 @@ class Runtime:
         self._retired: list[Any] = []
         self._next: tuple[_Flavor, Any] | None = None
         self._ready: tuple[_Flavor, Any, Any, Any, Any] | None = None
+        #: argv of the last run (the next one likely has the same), and the WASI config
+        #: :meth:`tidy` made ahead for it: ``(argv, config, stderr relay)``.
+        self._last_argv: tuple[str, ...] | None = None
+        self._streams: tuple[tuple[str, ...], Any, Relay] | None = None
         #: Guests' stdout through a pipe, not a callback (see :mod:`.sandbox.stdout_pipe`):
         #: made on the pooled runtime's first run, for the process's one cell runner.
         self._pipe: stdout_pipe.StdoutPipe | None = None
@@ -162,7 +166,7 @@ class Runtime:
     def release_stores(self) -> None:
         """Drop the stores kept for later: the instance made ahead and finished runs'."""
         with self._lock:
-            self._ready = self._next = None
+            self._ready = self._next = self._streams = None
             self._drop_retired()
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
@@ -249,7 +253,9 @@ class Runtime:
         """Work for the time between runs (the sandbox worker calls it once it has replied):
         drop the stores of finished runs, and instantiate the component that ran last in a
         store of its own, without WASI, and find its ``run`` export, so that its next run
-        only has to grant and call."""
+        only has to grant and call. With a stdout pipe, also make the part of the next
+        run's WASI config that no grant changes (argv as last time, and the output
+        streams); a run with other arguments makes its own."""
         with self._lock:
             self._drop_retired()
             following, self._next = self._next, None
@@ -265,6 +271,10 @@ class Runtime:
             except wasmtime.WasmtimeError:
                 return  # the run itself will instantiate, and report what fails
             self._ready = (flavor, component, store, instance, _run_export(instance, store))
+            if self._pipe is not None and self._last_argv is not None:
+                relay = Relay()
+                self._streams = (self._last_argv,
+                                 wasi_streams(self._last_argv, self._pipe.path, relay), relay)
 
     def _take_ready(self, flavor: _Flavor, component: Any, caps: Capabilities,
                     limits: Limits) -> tuple[Any, Any, Any] | None:
@@ -341,12 +351,21 @@ class Runtime:
                 def err_write(data: bytes) -> None:
                     pipe.drain()  # the stdout written before it, first
                     err.write(data)
+            relay: Relay | None = None
             try:
                 ready = self._take_ready(flavor, component, caps, limits)
                 started = time.perf_counter()
+                streams, self._streams = self._streams, None
+                argv = (name, *caps.args)
                 if ready is not None:
                     store, instance, func = ready
-                    grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir)
+                    if streams is not None and streams[0] == argv and pipe is not None:
+                        relay = streams[2]
+                        relay.target = err_write
+                        grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir,
+                                   streams=streams[1])
+                    else:
+                        grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir)
                     result.steps["instance"] = "made ahead"
                 else:
                     store = new_store(flavor.engine, caps, limits, name, stdout_to, err_write,
@@ -355,6 +374,8 @@ class Runtime:
             except BaseException:
                 if pipe is not None:
                     pipe.finish()
+                if relay is not None:
+                    relay.target = None
                 raise
             try:
                 deadline.attach(store)
@@ -386,6 +407,8 @@ class Runtime:
                 deadline.cancel()
                 if pipe is not None:
                     pipe.finish()  # the guest has returned: all its stdout is in the pipe
+                if relay is not None:
+                    relay.target = None
                 instance = func = None
                 # Drop the store while Python is alive (its output streams call back into
                 # Python when they close) — or, in the sandbox worker, after the reply has
@@ -393,6 +416,7 @@ class Runtime:
                 if self.defer_cleanup:
                     self._retired.append(store)
                     self._next = (flavor, component) if _reusable(caps, limits) else None
+                    self._last_argv = argv
                 del store
         out.close()
         err.close()

@@ -52,8 +52,27 @@ def wasi_config(caps: Capabilities, name: str, stdout: Output,
     of a :class:`~.stdout_pipe.StdoutPipe`; ``--stdin-text`` is written to a file in
     ``stdin_dir`` (see :func:`stdin_folder`).
     """
+    config = wasi_streams((name, *caps.args), stdout, stderr)
+    add_grants(config, caps, stdin_dir)
+    return config
+
+
+def wasi_streams(argv: tuple[str, ...], stdout: Output, stderr: Callable[[bytes], Any]) -> Any:
+    """The part of a :func:`wasi_config` that no grant changes: ``argv`` and the output
+    streams. :func:`add_grants` completes it (a run's ``argv`` must equal ``argv``)."""
     config = wasmtime.WasiConfig()
-    config.argv = [name, *caps.args]
+    config.argv = list(argv)
+    if isinstance(stdout, str):
+        config.stdout_file = stdout
+    else:
+        config.stdout_custom = stdout
+    config.stderr_custom = stderr
+    return config
+
+
+def add_grants(config: Any, caps: Capabilities, stdin_dir: str | None = None) -> None:
+    """Add the environment, folders and stdin of ``caps`` to ``config`` (made by
+    :func:`wasi_streams`, with no grant yet). Folders are opened now, at the run."""
     config.env = [list(pair) for pair in caps.env]
     for grant in caps.dirs:
         config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
@@ -63,12 +82,6 @@ def wasi_config(caps: Capabilities, name: str, stdout: Output,
         path = Path(stdin_dir, "stdin")
         path.write_bytes(caps.stdin)
         config.stdin_file = str(path)
-    if isinstance(stdout, str):
-        config.stdout_file = stdout
-    else:
-        config.stdout_custom = stdout
-    config.stderr_custom = stderr
-    return config
 
 
 @contextlib.contextmanager
@@ -110,14 +123,21 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
 
 
 def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Output,
-               stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> None:
+               stderr: Callable[[bytes], Any], stdin_dir: str | None = None, *,
+               streams: Any = None) -> None:
     """Give ``store`` exactly ``caps`` as WASI (replacing what it had).
 
     A store made with ``new_store(..., wasi=False)`` for an instance made ahead of its run
     gets its grants here, just before the guest's first call: instantiating runs no
-    guest code, so the guest never sees any other grants.
+    guest code, so the guest never sees any other grants. ``streams``: a config from
+    :func:`wasi_streams` made ahead for this run's ``(name, *caps.args)`` (then
+    ``stdout``/``stderr`` are not used); only the grants are added now.
     """
-    store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
+    if streams is None:
+        store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
+        return
+    add_grants(streams, caps, stdin_dir)
+    store.set_wasi(streams)
 
 
 def instantiate(make: Callable[[], Any]) -> Any:
