@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from wasi_magic import Capabilities
+from wasi_magic import Capabilities, build
+from wasi_magic.errors import RuntimeFailure
 from wasi_magic.limits import Limits
 from wasi_magic.quick import quick_sandbox, with_source
 from wasi_magic.sandbox.supervisor import Sandbox
@@ -114,3 +115,15 @@ def test_a_timeout_still_stops_a_guest_in_an_instance_made_ahead(worker: Sandbox
     # Stopped by its own deadline inside the worker, not killed by the supervisor.
     assert "blocked" not in spinning.trap and spinning.steps.get("sandbox") != "restarted"
     assert run(worker, runner, "print('next')").stdout == "next\n"
+
+
+def test_a_component_that_is_not_a_command_says_so_also_when_made_ahead(worker: Sandbox,
+                                                                       runner) -> None:
+    # The worker looks up the `run` export of the instance it makes ahead: a component
+    # without one (a typed world) must still get the one-line message, every time.
+    root = Path(__file__).resolve().parent.parent / "guest_src" / "plugins"
+    artifact = build(root / "upper.py", wit=root / "transform.wit", world="transform")
+    for _ in range(3):
+        with pytest.raises(RuntimeFailure, match="does not export wasi:cli/run"):
+            worker.run(artifact, Capabilities(), limits=Limits())
+    assert run(worker, runner, "print('after')").stdout == "after\n"

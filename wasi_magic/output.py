@@ -81,3 +81,17 @@ class OutputSink:
         """Everything kept so far."""
         with self._lock:
             return "".join(self._parts)
+
+
+class Relay:
+    """A stream callback whose receiver is chosen later: for a WASI config made ahead of
+    the run whose output it carries (see :meth:`wasi_magic.runtime.Runtime.tidy`).
+    Bytes arriving while no receiver is set are dropped."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[bytes], None] | None = None
+
+    def __call__(self, data: bytes) -> None:
+        target = self.target
+        if target is not None:
+            target(data)

@@ -26,12 +26,12 @@ from .cache import Cache, default_cache, file_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
-from .output import DEFAULT_LIMIT, OutputSink, TextCallback, format_size
+from .output import DEFAULT_LIMIT, OutputSink, Relay, TextCallback, format_size
 from .result import RunResult
 from . import tierup
-from .sandbox import outbound_host, shim
+from .sandbox import outbound_host, shim, stdout_pipe
 from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
-                            new_store, stdin_folder)
+                            new_store, stdin_folder, wasi_streams)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
@@ -115,7 +115,15 @@ class Runtime:
         self.defer_cleanup = False
         self._retired: list[Any] = []
         self._next: tuple[_Flavor, Any] | None = None
-        self._ready: tuple[_Flavor, Any, Any, Any] | None = None
+        self._ready: tuple[_Flavor, Any, Any, Any, Any] | None = None
+        #: argv of the last run (the next one likely has the same), and the WASI config
+        #: :meth:`tidy` made ahead for it: ``(argv, config, stderr relay)``.
+        self._last_argv: tuple[str, ...] | None = None
+        self._streams: tuple[tuple[str, ...], Any, Relay] | None = None
+        #: Guests' stdout through a pipe, not a callback (see :mod:`.sandbox.stdout_pipe`):
+        #: made on the pooled runtime's first run, for the process's one cell runner.
+        self._pipe: stdout_pipe.StdoutPipe | None = None
+        self._pipe_checked = not pooled
         #: Recompiles Winch-compiled components with Cranelift in the background (None: off).
         self.tier_up: tierup.TierUp | None = (
             tierup.TierUp() if tier_up and self.strategy == "winch" else None)
@@ -158,7 +166,7 @@ class Runtime:
     def release_stores(self) -> None:
         """Drop the stores kept for later: the instance made ahead and finished runs'."""
         with self._lock:
-            self._ready = self._next = None
+            self._ready = self._next = self._streams = None
             self._drop_retired()
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
@@ -244,7 +252,10 @@ class Runtime:
     def tidy(self) -> None:
         """Work for the time between runs (the sandbox worker calls it once it has replied):
         drop the stores of finished runs, and instantiate the component that ran last in a
-        store of its own, without WASI, so that its next run only has to grant and call."""
+        store of its own, without WASI, and find its ``run`` export, so that its next run
+        only has to grant and call. With a stdout pipe, also make the part of the next
+        run's WASI config that no grant changes (argv as last time, and the output
+        streams); a run with other arguments makes its own."""
         with self._lock:
             self._drop_retired()
             following, self._next = self._next, None
@@ -259,18 +270,30 @@ class Runtime:
                 instance = instantiate(lambda: flavor.linker.instantiate(store, component))
             except wasmtime.WasmtimeError:
                 return  # the run itself will instantiate, and report what fails
-            self._ready = (flavor, component, store, instance)
+            self._ready = (flavor, component, store, instance, _run_export(instance, store))
+            if self._pipe is not None and self._last_argv is not None:
+                relay = Relay()
+                self._streams = (self._last_argv,
+                                 wasi_streams(self._last_argv, self._pipe.path, relay), relay)
 
     def _take_ready(self, flavor: _Flavor, component: Any, caps: Capabilities,
-                    limits: Limits) -> tuple[Any, Any] | None:
-        """The instance :meth:`tidy` made for this component, if it suits this run."""
+                    limits: Limits) -> tuple[Any, Any, Any] | None:
+        """``(store, instance, run function or None)`` that :meth:`tidy` made for this
+        component, if they suit this run."""
         ready, self._ready = self._ready, None
         if ready is None:
             return None
         if ready[0] is flavor and ready[1] is component and _reusable(caps, limits):
-            return ready[2], ready[3]
+            return ready[2], ready[3], ready[4]
         self._retired.append(ready[2])
         return None
+
+    def _stdout_pipe(self) -> stdout_pipe.StdoutPipe | None:
+        """The pipe for guests' stdout, if this runtime uses one (hold ``self._lock``)."""
+        if not self._pipe_checked:
+            self._pipe_checked = True
+            self._pipe = stdout_pipe.available()
+        return self._pipe
 
     def _drop_retired(self) -> None:
         retired, self._retired = self._retired, []
@@ -292,7 +315,8 @@ class Runtime:
         """Run a ``wasi:cli`` command component with exactly ``capabilities``.
 
         ``stdout``/``stderr`` receive text as the guest writes it (from
-        Wasmtime's I/O thread). Limits: ``timeout`` in wall-clock seconds
+        Wasmtime's I/O thread, or for stdout on a pooled runtime the thread that reads
+        its :mod:`~.sandbox.stdout_pipe`). Limits: ``timeout`` in wall-clock seconds
         (None or 0: none), ``fuel`` units, ``max_memory`` bytes of linear
         memory, ``output_limit`` bytes kept per stream — or all of them as
         ``limits``. Guest failures and limits are reported in the result, not
@@ -317,23 +341,50 @@ class Runtime:
         deadline = Deadline(flavor.engine, limits.timeout)
         with self._lock, stdin_folder(caps) as stdin_dir:
             self._drop_retired()
-            ready = self._take_ready(flavor, component, caps, limits)
-            started = time.perf_counter()
-            if ready is not None:
-                store, instance = ready
-                grant_wasi(store, caps, name, out.write, err.write, stdin_dir)
-                result.steps["instance"] = "made ahead"
-            else:
-                store = new_store(flavor.engine, caps, limits, name, out.write, err.write,
-                                  stdin_dir)
-                instance = None
+            pipe = self._stdout_pipe()
+            stdout_to: Any = out.write
+            err_write = err.write
+            if pipe is not None:
+                pipe.start(out.write)
+                stdout_to = pipe.path
+
+                def err_write(data: bytes) -> None:
+                    pipe.drain()  # the stdout written before it, first
+                    err.write(data)
+            relay: Relay | None = None
+            try:
+                ready = self._take_ready(flavor, component, caps, limits)
+                started = time.perf_counter()
+                streams, self._streams = self._streams, None
+                argv = (name, *caps.args)
+                if ready is not None:
+                    store, instance, func = ready
+                    if streams is not None and streams[0] == argv and pipe is not None:
+                        relay = streams[2]
+                        relay.target = err_write
+                        grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir,
+                                   streams=streams[1])
+                    else:
+                        grant_wasi(store, caps, name, stdout_to, err_write, stdin_dir)
+                    result.steps["instance"] = "made ahead"
+                else:
+                    store = new_store(flavor.engine, caps, limits, name, stdout_to, err_write,
+                                      stdin_dir)
+                    instance = func = None
+            except BaseException:
+                if pipe is not None:
+                    pipe.finish()
+                if relay is not None:
+                    relay.target = None
+                raise
             try:
                 deadline.attach(store)
                 with interrupt_guard(deadline):
                     if instance is None:
                         instance = flavor.linker.instantiate(store, component)
                     result.instantiate_seconds = time.perf_counter() - started
-                    func = _run_function(instance, store, name)
+                    if func is None:
+                        func = _run_function(instance, store, name)
                     deadline.start()
                     started = time.perf_counter()
                     try:
@@ -354,6 +405,10 @@ class Runtime:
                                      f"{str(exc).strip().splitlines()[0]}") from None
             finally:
                 deadline.cancel()
+                if pipe is not None:
+                    pipe.finish()  # the guest has returned: all its stdout is in the pipe
+                if relay is not None:
+                    relay.target = None
                 instance = func = None
                 # Drop the store while Python is alive (its output streams call back into
                 # Python when they close) — or, in the sandbox worker, after the reply has
@@ -361,6 +416,7 @@ class Runtime:
                 if self.defer_cleanup:
                     self._retired.append(store)
                     self._next = (flavor, component) if _reusable(caps, limits) else None
+                    self._last_argv = argv
                 del store
         out.close()
         err.close()
@@ -437,11 +493,20 @@ def _file_digest(path: Path) -> str:
     return digest
 
 
-def _run_function(instance: Any, store: Any, name: str) -> Any:
+def _run_export(instance: Any, store: Any) -> Any:
+    """The ``run`` function of ``instance``'s ``wasi:cli/run`` export, or None."""
     run_index = instance.get_export_index(store, RUN_EXPORT)
     if run_index is None:
+        return None
+    func_index = instance.get_export_index(store, "run", run_index)
+    return None if func_index is None else instance.get_func(store, func_index)
+
+
+def _run_function(instance: Any, store: Any, name: str) -> Any:
+    func = _run_export(instance, store)
+    if func is None:
         raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
-    return instance.get_func(store, instance.get_export_index(store, "run", run_index))
+    return func
 
 
 def _compile(engine: Any, path: Path) -> Any:

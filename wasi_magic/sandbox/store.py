@@ -38,16 +38,41 @@ MAX_TABLES = 16
 MAX_TABLE_ELEMENTS = 100_000
 
 
-def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
+#: A guest output stream: a function that receives its bytes, or (stdout only) the path
+#: of a pipe Wasmtime opens and writes itself (see :mod:`.stdout_pipe`).
+Output = Callable[[bytes], Any] | str
+
+
+def wasi_config(caps: Capabilities, name: str, stdout: Output,
                 stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> Any:
     """A :class:`wasmtime.WasiConfig` granting exactly ``caps`` and nothing else.
 
     ``name`` is ``argv[0]``; ``stdout``/``stderr`` receive the guest's bytes
-    (returning None, which Wasmtime reads as "all written"); ``--stdin-text``
-    is written to a file in ``stdin_dir`` (see :func:`stdin_folder`).
+    (returning None, which Wasmtime reads as "all written"), or ``stdout`` is the path
+    of a :class:`~.stdout_pipe.StdoutPipe`; ``--stdin-text`` is written to a file in
+    ``stdin_dir`` (see :func:`stdin_folder`).
     """
+    config = wasi_streams((name, *caps.args), stdout, stderr)
+    add_grants(config, caps, stdin_dir)
+    return config
+
+
+def wasi_streams(argv: tuple[str, ...], stdout: Output, stderr: Callable[[bytes], Any]) -> Any:
+    """The part of a :func:`wasi_config` that no grant changes: ``argv`` and the output
+    streams. :func:`add_grants` completes it (a run's ``argv`` must equal ``argv``)."""
     config = wasmtime.WasiConfig()
-    config.argv = [name, *caps.args]
+    config.argv = list(argv)
+    if isinstance(stdout, str):
+        config.stdout_file = stdout
+    else:
+        config.stdout_custom = stdout
+    config.stderr_custom = stderr
+    return config
+
+
+def add_grants(config: Any, caps: Capabilities, stdin_dir: str | None = None) -> None:
+    """Add the environment, folders and stdin of ``caps`` to ``config`` (made by
+    :func:`wasi_streams`, with no grant yet). Folders are opened now, at the run."""
     config.env = [list(pair) for pair in caps.env]
     for grant in caps.dirs:
         config.preopen_dir(str(grant.host), grant.guest, not grant.read_only)
@@ -57,9 +82,6 @@ def wasi_config(caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
         path = Path(stdin_dir, "stdin")
         path.write_bytes(caps.stdin)
         config.stdin_file = str(path)
-    config.stdout_custom = stdout
-    config.stderr_custom = stderr
-    return config
 
 
 @contextlib.contextmanager
@@ -74,7 +96,7 @@ def stdin_folder(caps: Capabilities) -> Iterator[str | None]:
 
 
 def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
-              stdout: Callable[[bytes], Any], stderr: Callable[[bytes], Any],
+              stdout: Output, stderr: Callable[[bytes], Any],
               stdin_dir: str | None = None, *, wasi: bool = True) -> Any:
     """A store on ``engine`` with exactly ``caps`` (as WASI) and ``limits`` applied.
 
@@ -100,15 +122,22 @@ def new_store(engine: Any, caps: Capabilities, limits: Limits, name: str,
     return store
 
 
-def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Callable[[bytes], Any],
-               stderr: Callable[[bytes], Any], stdin_dir: str | None = None) -> None:
+def grant_wasi(store: Any, caps: Capabilities, name: str, stdout: Output,
+               stderr: Callable[[bytes], Any], stdin_dir: str | None = None, *,
+               streams: Any = None) -> None:
     """Give ``store`` exactly ``caps`` as WASI (replacing what it had).
 
     A store made with ``new_store(..., wasi=False)`` for an instance made ahead of its run
     gets its grants here, just before the guest's first call: instantiating runs no
-    guest code, so the guest never sees any other grants.
+    guest code, so the guest never sees any other grants. ``streams``: a config from
+    :func:`wasi_streams` made ahead for this run's ``(name, *caps.args)`` (then
+    ``stdout``/``stderr`` are not used); only the grants are added now.
     """
-    store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
+    if streams is None:
+        store.set_wasi(wasi_config(caps, name, stdout, stderr, stdin_dir))
+        return
+    add_grants(streams, caps, stdin_dir)
+    store.set_wasi(streams)
 
 
 def instantiate(make: Callable[[], Any]) -> Any:
@@ -317,15 +346,28 @@ class _Interrupts:
 
 _interrupts: _Interrupts | None = None
 _interrupts_lock = threading.Lock()
+_route_sigint = True
 
 
 def interrupt_guard(deadline: Deadline) -> Any:
-    """Route SIGINT to ``deadline`` while a guest runs on the main thread."""
+    """Route SIGINT to ``deadline`` while a guest runs on the main thread (unless
+    :func:`no_sigint_routing` was called)."""
     global _interrupts
+    if not _route_sigint:
+        return contextlib.nullcontext()
     with _interrupts_lock:
         if _interrupts is None:
             _interrupts = _Interrupts()
     return _interrupts.guard(deadline)
+
+
+def no_sigint_routing() -> None:
+    """Let :func:`interrupt_guard` do nothing from now on: for the sandbox worker, which
+    runs in a session of its own (no terminal or notebook SIGINT reaches it) and is
+    interrupted by its supervisor's ``interrupt`` message instead. Saves four signal
+    system calls around every guest call."""
+    global _route_sigint
+    _route_sigint = False
 
 
 def watch_blocked(grace: float, on_blocked: Callable[[Deadline], None]) -> None:

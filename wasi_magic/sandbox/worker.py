@@ -249,7 +249,9 @@ def main() -> None:
 
     # Import what every request needs before saying "ready".
     from .. import runtime
+    from . import store
     runtime.defer_default_cleanup()
+    store.no_sigint_routing()  # interrupts arrive as messages (read_requests)
     worker = Worker(writer)
     threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
     try:
