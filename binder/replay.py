@@ -10,7 +10,9 @@ virtual environment, it:
    image's cache, measured right after it);
 4. runs every lesson again (the warm run), counting componentize-py builds.
 
-It prints the cold and warm lesson times, the builds of each run and the
+It prints the cold and warm lesson times (a lesson's time: its kernel starting, its
+cells, its kernel shutting down; the replay's own harness processes are reported apart),
+the builds of each run and the
 size of the image's caches (wasi-magic's and wasmtime's own, which lesson 03's
 engine uses), writes them as JSON, and exits non-zero if the warm run built
 anything or a lesson failed.
@@ -31,8 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Runs one notebook; prints, as JSON, the seconds until its first cell starts (the kernel
-# starting, which a student waits for with or without wasi-magic) and the seconds from then
-# until its last cell has run.
+# starting, which a student waits for with or without wasi-magic), the seconds from then
+# until its last cell has run, and the seconds of the kernel's shutdown after it. Their sum
+# is the lesson's time; starting this harness (Python, importing nbclient) is not in it.
 EXECUTE = """
 import json, sys, time, nbformat, nbclient
 path = sys.argv[1]
@@ -45,7 +48,9 @@ def cell_ran(**_):
 started = time.perf_counter()
 nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", on_cell_start=cell_starts,
                         on_cell_executed=cell_ran, resources={"metadata": {"path": "."}}).execute()
-print(json.dumps({"kernel": marks["first"] - started, "cells": marks["last"] - marks["first"]}))
+ended = time.perf_counter()
+print(json.dumps({"kernel": marks["first"] - started, "cells": marks["last"] - marks["first"],
+                  "shutdown": ended - marks["last"]}))
 """
 
 
@@ -83,19 +88,25 @@ def builds(cache: Path) -> int:
 
 def run_lessons(python: str, repo: Path, env: dict[str, str]) -> dict[str, dict[str, float]]:
     """Execute every lesson top to bottom in its own folder; per lesson, the seconds of the
-    whole run ("total"), of the kernel's start ("kernel") and of its cells ("cells")."""
+    kernel's start ("kernel"), of its cells ("cells"), of the kernel's shutdown ("shutdown"),
+    of the three together ("total": what a student waits for) and of starting the harness
+    process that runs it ("harness": Python and nbclient starting, outside the lesson)."""
     times = {}
     for notebook in sorted((repo / "lessons").glob("*.ipynb")):
-        total, out = run_output([python, "-c", EXECUTE, notebook.name], env, notebook.parent)
-        times[notebook.name] = dict(json.loads(out.strip().splitlines()[-1]), total=total)
+        wall, out = run_output([python, "-c", EXECUTE, notebook.name], env, notebook.parent)
+        lesson = json.loads(out.strip().splitlines()[-1])
+        total = lesson["kernel"] + lesson["cells"] + lesson["shutdown"]
+        times[notebook.name] = dict(lesson, total=total, harness=wall - total)
     return times
 
 
 def summary(times: dict[str, dict[str, float]], builds: int) -> dict[str, object]:
-    """A run's report: total and cell seconds, builds, and seconds per lesson."""
+    """A run's report: lesson, cell, kernel and harness seconds, builds, and seconds per
+    lesson."""
     return {"seconds": round(sum(t["total"] for t in times.values()), 1),
             "cell_seconds": round(sum(t["cells"] for t in times.values()), 1),
             "kernel_seconds": round(sum(t["kernel"] for t in times.values()), 1),
+            "harness_seconds": round(sum(t["harness"] for t in times.values()), 1),
             "builds": builds,
             "per_lesson": {name: {k: round(v, 1) for k, v in t.items()}
                            for name, t in times.items()}}
@@ -172,7 +183,8 @@ def main() -> int:
           f"({report['warm_over_cold']:.1%} of cold); their cells alone: "
           f"{report['warm']['cell_seconds']} s against {report['cold']['cell_seconds']} s "
           f"({report['warm_over_cold_cells']:.1%}); kernels starting: "
-          f"{report['warm']['kernel_seconds']} s")
+          f"{report['warm']['kernel_seconds']} s (not counted: the replay's own harness "
+          f"processes, {report['warm']['harness_seconds']} s)")
     for name in warm:
         print(f"  {name}: cold {cold[name]['total']:.1f} s (cells {cold[name]['cells']:.1f}), "
               f"warm {warm[name]['total']:.1f} s (cells {warm[name]['cells']:.1f})")
