@@ -59,3 +59,28 @@ def test_bad_flag_is_a_short_error(kernel) -> None:
     assert len(errors) == 1 and errors[0]["ename"] == "GuestImportError"
     assert "line 1: import numpy" in errors[0]["evalue"]
     assert not any("wasi_magic" in line for line in errors[0]["traceback"])
+
+
+def test_stdout_and_stderr_show_in_the_order_the_guest_wrote_them(kernel) -> None:
+    # ipykernel sends each stream on its own schedule: without a flush when the guest
+    # switches streams, the stderr lines would show above the stdout written before them.
+    messages = execute(kernel, (
+        "%%wasi --quick -q\nimport sys\nfor i in range(3):\n"
+        "    print('out', i)\n    print('err', i, file=sys.stderr)\nprint('end')\n"))
+    shown = [(m["content"]["name"], line) for m in messages if m["msg_type"] == "stream"
+             for line in m["content"]["text"].splitlines()]
+    assert shown == [("stdout", "out 0"), ("stderr", "err 0"), ("stdout", "out 1"),
+                     ("stderr", "err 1"), ("stdout", "out 2"), ("stderr", "err 2"),
+                     ("stdout", "end")]
+
+
+def test_wasi_run_output_shows_in_order_too(kernel, tmp_path: Path) -> None:
+    # %wasi run (a built component): the same pairing of the two streams.
+    source = tmp_path / "both.py"
+    source.write_text("import sys\nprint('first')\nprint('second', file=sys.stderr)\n"
+                      "print('third')\n")
+    execute(kernel, f"%%capture\n%wasi build {source} -o {tmp_path / 'both.wasm'}")
+    messages = execute(kernel, f"%wasi run {tmp_path / 'both.wasm'}")
+    shown = [(m["content"]["name"], line) for m in messages if m["msg_type"] == "stream"
+             for line in m["content"]["text"].splitlines()]
+    assert shown == [("stdout", "first"), ("stderr", "second"), ("stdout", "third")]

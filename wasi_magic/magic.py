@@ -190,10 +190,10 @@ class WasiMagics(Magics):
             show_panel(prepared.artifact, caps, limits=limits,
                        prepare=prepared.guest_capabilities if quick else None)
             return
-        stdout, stderr = sys.stdout, sys.stderr
+        ordered = _InOrder(sys.stdout, sys.stderr)
         try:
-            result = run_prepared(prepared, caps, stdout=None if ns.out else _writer(stdout),
-                                  stderr=None if ns.err else _writer(stderr))
+            result = run_prepared(prepared, caps, stdout=None if ns.out else ordered.out,
+                                  stderr=None if ns.err else ordered.err)
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         self._finish(result, ns)
@@ -222,10 +222,10 @@ class WasiMagics(Magics):
                 status.done(f"wasi: session {session.name} started in "
                             f"{info['seconds'] * 1000:.0f} ms · {session.grants()} (fixed until "
                             f"`%wasi session reset {session.name}`)")
-            stdout, stderr = sys.stdout, sys.stderr
+            ordered = _InOrder(sys.stdout, sys.stderr)
             result = session.run(cell, replace(limits, max_memory=None),
-                                 stdout=None if ns.out else _writer(stdout),
-                                 stderr=None if ns.err else _writer(stderr))
+                                 stdout=None if ns.out else ordered.out,
+                                 stderr=None if ns.err else ordered.err)
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         self._finish(result, ns)
@@ -264,10 +264,10 @@ class WasiMagics(Magics):
             prepared = dataclasses.replace(prepare_cell(cell, limits, quick=True), as_build=True)
         except KeyboardInterrupt:
             raise _stopped(BUILD_INTERRUPTED) from None
-        stdout, stderr = sys.stdout, sys.stderr
+        ordered = _InOrder(sys.stdout, sys.stderr)
         try:
-            result = run_prepared(prepared, caps, stdout=None if ns.out else _writer(stdout),
-                                  stderr=None if ns.err else _writer(stderr))
+            result = run_prepared(prepared, caps, stdout=None if ns.out else ordered.out,
+                                  stderr=None if ns.err else ordered.err)
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         ran = f"wasi: ran in the runner in {(time.perf_counter() - started) * 1000:.0f} ms"
@@ -400,12 +400,12 @@ class WasiMagics(Magics):
             target = write_host_file(ns.output, wasm)
             summary += f" · saved to {target}"
         status.done(summary)
-        stdout, stderr = sys.stdout, sys.stderr
+        ordered = _InOrder(sys.stdout, sys.stderr)
         try:
             result = default_sandbox().run(wasm, caps, limits=limits, name="cell.wasm",
                                            module=True,
-                                           stdout=None if ns.out else _writer(stdout),
-                                           stderr=None if ns.err else _writer(stderr))
+                                           stdout=None if ns.out else ordered.out,
+                                           stderr=None if ns.err else ordered.err)
         except KeyboardInterrupt as exc:
             raise _stopped(str(exc) or "guest interrupted") from None
         result.steps["build"] = "assembled"
@@ -460,7 +460,9 @@ class WasiMagics(Magics):
                 raise _shown(exc) from None
         status = Status()
         try:
-            code = cli.execute(words, out=_Forward(sys.stdout), err=_Forward(sys.stderr),
+            ordered = _InOrder(sys.stdout, sys.stderr)
+            code = cli.execute(words, out=_Forward(ordered.out, sys.stdout),
+                               err=_Forward(ordered.err, sys.stderr),
                                prog="%wasi", progress=status.progress,
                                runner=default_sandbox().run,
                                interface=default_sandbox().interface)
@@ -529,28 +531,44 @@ class WasiMagics(Magics):
 
 
 class _Forward:
-    """A minimal text stream that writes through to ``stream`` and flushes."""
+    """A minimal text stream for :func:`cli.execute`: one of a pair of :class:`_InOrder`
+    streams."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, write: Any, stream: Any) -> None:
+        self.write = write
         self._stream = stream
-
-    def write(self, text: str) -> int:
-        # Called on Wasmtime's I/O thread for guest output; ipykernel's streams
-        # flush on their own schedule, and a flush per chunk would slow a chatty
-        # guest to a crawl.
-        self._stream.write(text)
-        return len(text)
 
     def flush(self) -> None:
         self._stream.flush()
 
 
-def _writer(stream: Any) -> Any:
-    # Called on Wasmtime's I/O thread; ipykernel's streams are thread-safe and
-    # flush on their own schedule, so no flush per chunk.
-    def write(text: str) -> None:
-        stream.write(text)
-    return write
+class _InOrder:
+    """The guest's stdout and stderr, shown in the order it wrote them.
+
+    ipykernel keeps what each stream is given and sends it on its own schedule, so a line
+    of stderr written after a line of stdout could show above it. A write to one stream
+    first flushes what the other holds: a flush per switch of stream, never per chunk (that
+    would slow a chatty guest to a crawl). Called on the thread that waits for the guest.
+    """
+
+    def __init__(self, stdout: Any, stderr: Any) -> None:
+        self._streams = (stdout, stderr)
+        self._last: int | None = None  # the stream written last: 0 stdout, 1 stderr
+
+    def _write(self, which: int, text: str) -> int:
+        if self._last is not None and self._last != which:
+            self._streams[self._last].flush()
+        self._last = which
+        self._streams[which].write(text)
+        return len(text)
+
+    def out(self, text: str) -> int:
+        """Write ``text`` to stdout."""
+        return self._write(0, text)
+
+    def err(self, text: str) -> int:
+        """Write ``text`` to stderr."""
+        return self._write(1, text)
 
 
 class GuestInterrupted(KeyboardInterrupt):
