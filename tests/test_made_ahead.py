@@ -127,3 +127,17 @@ def test_a_component_that_is_not_a_command_says_so_also_when_made_ahead(worker: 
         with pytest.raises(RuntimeFailure, match="does not export wasi:cli/run"):
             worker.run(artifact, Capabilities(), limits=Limits())
     assert run(worker, runner, "print('after')").stdout == "after\n"
+
+
+def test_back_to_back_runs_free_their_slots(worker: Sandbox, runner) -> None:
+    """Finished runs' stores are dropped on the worker's reaper thread, while the next
+    run goes on: forty runs sent back to back, each using ~40 MiB of memory, never find
+    the pool (8 memory slots) full, each starts from a fresh heap, and all take an
+    instance made ahead or make their own."""
+    source = "import sys\nblob = bytearray(40 << 20)\nprint(len(blob), 'seen' in dir(sys))\nsys.seen = 1\n"
+    results = [run(worker, runner, source)]
+    pid = worker.pid
+    results += [run(worker, runner, source) for _ in range(39)]
+    assert [(r.status, r.trap, r.stdout) for r in results] == [(0, None, f"{40 << 20} False\n")] * 40
+    assert {r.steps.get("instance") for r in results[1:]} <= {"made ahead", None}
+    assert worker.pid == pid  # one worker throughout: never restarted

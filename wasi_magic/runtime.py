@@ -14,6 +14,7 @@ import gc
 import importlib.metadata
 import os
 import platform
+import queue
 import stat
 import threading
 import time
@@ -114,6 +115,7 @@ class Runtime:
         #: dropped, and the next run's instance made, while no cell waits for them.
         self.defer_cleanup = False
         self._retired: list[Any] = []
+        self._reaper = _Reaper()
         self._next: tuple[_Flavor, Any] | None = None
         self._ready: tuple[_Flavor, Any, Any, Any, Any] | None = None
         #: argv of the last run (the next one likely has the same), and the WASI config
@@ -164,10 +166,13 @@ class Runtime:
             self.release_stores()
 
     def release_stores(self) -> None:
-        """Drop the stores kept for later: the instance made ahead and finished runs'."""
+        """Drop the stores kept for later: the instance made ahead and finished runs'
+        (and wait until the reaper has dropped those handed to it)."""
         with self._lock:
             self._ready = self._next = self._streams = None
-            self._drop_retired()
+            retired, self._retired = self._retired, []
+            del retired
+            self._reaper.wait()
 
     def component(self, artifact: Artifact | str | os.PathLike[str], *,
                   fuel: bool = False, kept: bool = False) -> tuple[Any, float, str]:
@@ -296,7 +301,12 @@ class Runtime:
         return self._pipe
 
     def _drop_retired(self) -> None:
+        """Drop the stores of finished runs: in the sandbox worker on the reaper's thread
+        (dropping one resets its memory slot, ~1 ms, which no run should wait for), else
+        here and now."""
         retired, self._retired = self._retired, []
+        if retired and self.defer_cleanup:
+            self._reaper.drop(retired)
         del retired
 
     def run(
@@ -542,6 +552,57 @@ def default_runtime() -> Runtime:
 
 
 _defer_default = False
+
+
+class _Reaper:
+    """Drops stores on a thread of its own, while the next run goes on.
+
+    A Wasmtime store has no thread of its own: dropping one from another thread is safe
+    once nothing uses it (a finished run's store is referenced by nothing else), and the
+    pooling allocator takes its slot back under its own lock. The drop is a call into
+    Wasmtime that releases the GIL.
+    """
+
+    def __init__(self) -> None:
+        self._queue: "queue.SimpleQueue[list[Any]]" = queue.SimpleQueue()
+        self._busy = 0
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    #: Stores handed over and not yet dropped, at most (more wait for the thread): each
+    #: holds a slot of the pool (8 memories, with the running store and the instance made
+    #: ahead), and the thread may wait for the GIL while runs follow each other.
+    BACKLOG = 2
+
+    def drop(self, stores: list[Any]) -> None:
+        """Drop ``stores`` (the caller keeps no reference to them) soon, on the thread;
+        first wait until the backlog leaves room for them (or is empty)."""
+        count = len(stores)
+        with self._done:
+            self._done.wait_for(lambda: self._busy == 0 or self._busy + count <= self.BACKLOG)
+            self._busy += count
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="wasi-magic-reaper",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put(stores)
+
+    def wait(self) -> None:
+        """Return once every store handed over has been dropped."""
+        with self._done:
+            self._done.wait_for(lambda: self._busy == 0)
+
+    def _serve(self) -> None:
+        while True:
+            stores = self._queue.get()
+            count = len(stores)
+            try:
+                stores.clear()  # the last references: each store is dropped here
+                del stores
+            finally:
+                with self._done:
+                    self._busy -= count
+                    self._done.notify_all()
 
 
 def defer_default_cleanup() -> None:
