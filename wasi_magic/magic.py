@@ -548,15 +548,22 @@ class _InOrder:
     ipykernel keeps what each stream is given and sends it on its own schedule, so a line
     of stderr written after a line of stdout could show above it. A write to one stream
     first flushes what the other holds: a flush per switch of stream, never per chunk (that
-    would slow a chatty guest to a crawl). Called on the thread that waits for the guest.
+    would slow a chatty guest to a crawl), and at most :attr:`FLUSHES` per cell: a guest
+    switching streams at every byte would otherwise send the notebook one output per
+    switch (after that, ipykernel's own schedule groups them again). Called on the thread
+    that waits for the guest.
     """
+
+    FLUSHES = 200
 
     def __init__(self, stdout: Any, stderr: Any) -> None:
         self._streams = (stdout, stderr)
         self._last: int | None = None  # the stream written last: 0 stdout, 1 stderr
+        self._flushes = 0
 
     def _write(self, which: int, text: str) -> int:
-        if self._last is not None and self._last != which:
+        if self._last is not None and self._last != which and self._flushes < self.FLUSHES:
+            self._flushes += 1
             self._streams[self._last].flush()
         self._last = which
         self._streams[which].write(text)
