@@ -2,14 +2,15 @@
 
     python benchmarks/bench_tierup.py [--reps 3] [--json PATH]
 
-Each rep starts from a cold compiled-component cache, with tier-up on, as a new
-kernel meeting a new cell does:
+Each rep starts from a cold compiled-component cache, with tier-up on, and a new
+sandbox worker, as a new kernel meeting a new cell does (cells run in the worker):
 
-- first run: ``Runtime.run`` compiles the component with Winch (timed apart) and
-  runs it; the background Cranelift compile starts right after that run;
-- the wait for that background compile (its wall time, at ``nice 19``, on one core);
-- second run: the same runtime runs the cell again, now with the Cranelift code
-  (deserialized from the cache);
+- first run: the worker compiles the component with Winch (timed apart) and runs
+  it; the background Cranelift compile starts right after that run;
+- the wait for that background compile (its wall time, at ``nice 19``, on one core;
+  polled every 0.25 s);
+- second run: the same worker runs the cell again, now with the Cranelift code,
+  which in the worker has no epoch checks (a deadline ends the worker instead).
 
 and native CPython runs the same source in this process right before each second run (same load).
 Also called by ``bench_speed.py``, whose GUEST COMPUTE section shows these rows.
@@ -19,13 +20,15 @@ Times are reported, never asserted; outputs are checked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -45,15 +48,15 @@ ROWS = ("compute_native", "compute_tier_first", "compute_tier_wait", "compute_ti
 
 def tierup_scenarios(results: "speed.Results", artifact: Any, expected: str, scratch: Path,
                      reps: int, *, native: bool = False) -> dict[str, Any]:
-    """Measure first (Winch) and second (Cranelift) runs of ``artifact`` with tier-up on;
-    with ``native``, the native run too (taking turns)."""
-    from wasi_magic.cache import Cache
-    from wasi_magic.runtime import Runtime
+    """Measure first (Winch) and second (Cranelift) runs of ``artifact`` in a sandbox
+    worker with tier-up on; with ``native``, the native run too (taking turns)."""
+    from wasi_magic.limits import Limits
+    from wasi_magic.sandbox.supervisor import Sandbox
 
     first = results.new("compute_tier_first", "tier-up, 1st run: Winch (run; compile apart)",
                         parts=("Winch compile (first run only)",))
     waited = results.new("compute_tier_wait", "tier-up: background Cranelift compile (wall)")
-    second = results.new("compute_tier_second", "tier-up, 2nd run: Cranelift (run)",
+    second = results.new("compute_tier_second", "tier-up, 2nd run: Cranelift, no epoch checks (run)",
                          parts=("load Cranelift code from the cache",))
     natives = results.new("compute_native", "native CPython (exec in this process)") \
         if native else None
@@ -61,22 +64,27 @@ def tierup_scenarios(results: "speed.Results", artifact: Any, expected: str, scr
     paired: list[float] = []
     for rep in range(reps):
         log(f"tier-up: rep {rep + 1}/{reps}: first run (Winch)...")
-        runtime = Runtime(cache=Cache(scratch / f"cache-tierup-{rep}"), tier_up=True)
-        one = runtime.run(artifact, timeout=None)
-        speed.expect("compute cell, tier-up first run", one.stdout, one.stderr, expected)
-        first.add(one.run_seconds, {"Winch compile (first run only)": one.compile_seconds})
-        started = time.perf_counter()
-        if not runtime.wait_tier_up(PATIENCE):
-            raise speed.SpeedError("the background Cranelift compile did not finish")
-        waited.add(time.perf_counter() - started)
-        if natives is not None:
-            # Right before the second run, so that both meet the same load on the machine.
-            seconds, stdout = speed.native_exec(speed.COMPUTE_SOURCE)
-            speed.expect("compute cell, native", stdout, "", expected)
-            natives.add(seconds)
-        two = runtime.run(artifact, timeout=None)
-        speed.expect("compute cell, tier-up second run", two.stdout, two.stderr, expected)
-        second.add(two.run_seconds, {"load Cranelift code from the cache": two.compile_seconds})
+        with core.cache_at(scratch / f"cache-tierup-{rep}"), _tier_up_on():
+            sandbox = Sandbox(spare=False).start()
+            try:
+                one = sandbox.run(artifact, limits=Limits(timeout=None))
+                speed.expect("compute cell, tier-up first run", one.stdout, one.stderr, expected)
+                first.add(one.run_seconds,
+                          {"Winch compile (first run only)": one.compile_seconds})
+                started = time.perf_counter()
+                loaded = _wait_for_cranelift(sandbox, artifact)
+                waited.add(time.perf_counter() - started)
+                if natives is not None:
+                    # Right before the second run, so that both meet the same load.
+                    seconds, stdout = speed.native_exec(speed.COMPUTE_SOURCE)
+                    speed.expect("compute cell, native", stdout, "", expected)
+                    natives.add(seconds)
+                two = sandbox.run(artifact, limits=Limits(timeout=None))
+                speed.expect("compute cell, tier-up second run", two.stdout, two.stderr,
+                             expected)
+                second.add(two.run_seconds, {"load Cranelift code from the cache": loaded})
+            finally:
+                sandbox.close()
         steps.append({"first": [one.tier, one.steps], "second": [two.tier, two.steps]})
         if natives is not None:
             paired.append(two.run_seconds / natives.total.samples[-1])
@@ -84,6 +92,32 @@ def tierup_scenarios(results: "speed.Results", artifact: Any, expected: str, scr
             raise speed.SpeedError(f"expected Winch then Cranelift, ran {one.tier} then {two.tier}")
     results.facts["tier_up_paired_ratios"] = paired
     return {"steps": steps, "second_over_native_paired": paired}
+
+
+@contextlib.contextmanager
+def _tier_up_on() -> Iterator[None]:
+    """Tier-up on for the workers started meanwhile (they read ``$WASI_MAGIC_TIER_UP``)."""
+    old = os.environ.get("WASI_MAGIC_TIER_UP")
+    os.environ["WASI_MAGIC_TIER_UP"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("WASI_MAGIC_TIER_UP", None)
+        else:
+            os.environ["WASI_MAGIC_TIER_UP"] = old
+
+
+def _wait_for_cranelift(sandbox: Any, artifact: Any) -> float:
+    """Poll the worker until its background compile is done and it has loaded the
+    Cranelift code; returns the seconds that load took."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        ready = sandbox.prepare(artifact)
+        if ready["strategy"] == "cranelift":
+            return ready["seconds"]
+        time.sleep(0.25)
+    raise speed.SpeedError("the background Cranelift compile did not finish")
 
 
 def tierup_note(results: "speed.Results") -> str:
@@ -98,7 +132,8 @@ def tierup_note(results: "speed.Results") -> str:
              f"{statistics.median(paired):.2f}x ({', '.join(f'{r:.2f}' for r in paired)})."
              if paired else "")
     return (f"Tier-up: the CPU-bound cell's first run (Winch) takes {format_seconds(one)} "
-            f"({one / native:.2f}x native), its second run (Cranelift) {format_seconds(two)} "
+            f"({one / native:.2f}x native), its second run (Cranelift, no epoch checks) "
+            f"{format_seconds(two)} "
             f"({two / native:.2f}x native; target <= {TARGET_SECOND_RUN_RATIO}x: {verdict})."
             + pairs)
 

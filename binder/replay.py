@@ -125,9 +125,11 @@ def main() -> int:
         repo = copy_repository(base / "repo")
         home = base / "home"
         home.mkdir()
+        # Binder sets none of wasi-magic's settings (a test session turns tier-up off, for
+        # one): the replay runs with the defaults a student gets.
         env = {key: value for key, value in os.environ.items()
-               if key not in ("VIRTUAL_ENV", "WASI_MAGIC_CACHE", "PYTHONPATH", "XDG_CACHE_HOME",
-                              "XDG_CONFIG_HOME")}
+               if key not in ("VIRTUAL_ENV", "PYTHONPATH", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+               and not key.startswith("WASI_MAGIC_")}
         env.update(HOME=str(home), PIP_DISABLE_PIP_VERSION_CHECK="1",
                    PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR",
                                                 str(Path.home() / ".cache" / "pip")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def classroom(filled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     student = tmp_path / "student"
     monkeypatch.setenv("WASI_MAGIC_CACHE", str(student))
     monkeypatch.setenv("WASI_MAGIC_SHARED_CACHE", str(shared))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")  # a student's default
     forget_memo()
     yield shared, student
     forget_memo()
@@ -88,19 +90,26 @@ def test_warm_shared_fills_a_cache_every_user_can_read(filled, quick_ready) -> N
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
 
 
+def _student_run(artifact, text: str):
+    """``print(text)`` run as a student's kernel runs it: in a sandbox worker."""
+    from wasi_magic.sandbox.supervisor import Sandbox
+    sandbox = Sandbox(spare=False)
+    try:
+        return sandbox.run(artifact, _caps(f"print({text!r})"))
+    finally:
+        sandbox.close()
+
+
 def _student_runs_the_runner(student: Path, found_in: Path, quick_ready, text: str) -> None:
-    """The student's kernel finds the quick-mode sandbox in ``found_in`` and runs it from
-    its compiled (Cranelift) form, building and compiling nothing."""
+    """The student's kernel finds the quick-mode sandbox in ``found_in`` and its worker
+    runs it from its compiled (Cranelift) form, building and compiling nothing."""
     from wasi_magic.quick import quick_sandbox
-    from wasi_magic.runtime import Runtime
     artifact = quick_sandbox()
     assert artifact.cached and artifact.path.is_relative_to(found_in)
     assert artifact.sha256 == quick_ready.sha256
-    runtime = Runtime(cache=Cache(student), tier_up=True)
-    result = runtime.run(artifact, _caps(f"print({text!r})"))
+    result = _student_run(artifact, text)
     assert (result.stdout, result.steps, result.tier) == (
         f"{text}\n", {"component": "deserialized"}, "cranelift")
-    assert runtime.wait_tier_up(0) and runtime.tier_up.done == []  # nothing to tier up
 
 
 def test_a_student_uses_shared_entries_without_building_or_compiling(classroom,
@@ -128,25 +137,30 @@ def test_a_shared_cache_others_can_write_is_refused_with_one_warning(classroom, 
     assert "chmod -R go-w" in texts[0] or "not used" in texts[0]
 
 
-def test_a_tampered_shared_entry_is_compiled_again_into_the_user_cache(classroom,
-                                                                       quick_ready) -> None:
-    from wasi_magic.runtime import Runtime
+def test_a_tampered_shared_entry_is_compiled_again_into_the_user_cache(classroom, quick_ready,
+                                                                       capfd) -> None:
+    from wasi_magic.sandbox.supervisor import Sandbox
     shared, student = classroom
     entry = _cranelift_entry(shared, quick_ready.sha256)
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, other bytes: native code no one sealed
     entry.write_bytes(bytes(data))
-    runtime = Runtime(cache=Cache(student), tier_up=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first = runtime.run(quick_ready, _caps("print('safe')"))
-    assert (first.stdout, first.steps, first.tier) == ("safe\n", {"component": "compiled"},
-                                                      "winch")
-    assert ["damaged or not sealed" in str(w.message) for w in caught] == [True]
-    # The Cranelift code is made again, in the student's cache, and used from there.
-    assert runtime.wait_tier_up(600)
+    sandbox = Sandbox(spare=False)
+    try:
+        first = sandbox.run(quick_ready, _caps("print('safe')"))
+        assert (first.stdout, first.steps, first.tier) == ("safe\n", {"component": "compiled"},
+                                                          "winch")
+        # (The worker's warning goes to the kernel's stderr, as the worker's own output.)
+        assert capfd.readouterr().err.count("damaged or not sealed") == 1
+        # The Cranelift code is made again, in the student's cache, and used from there.
+        deadline = time.monotonic() + 600
+        while sandbox.prepare(quick_ready)["strategy"] != "cranelift":
+            assert time.monotonic() < deadline, "the tier-up compile never finished"
+            time.sleep(0.25)
+    finally:
+        sandbox.close()
     assert _cranelift_entry(student, quick_ready.sha256).stem == quick_ready.sha256
-    again = Runtime(cache=Cache(student), tier_up=True).run(quick_ready, _caps("print(1)"))
+    again = _student_run(quick_ready, "1")
     assert (again.stdout, again.tier) == ("1\n", "cranelift")
 
 

@@ -9,6 +9,7 @@ there was made by the test.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -58,7 +59,9 @@ def test_a_run_then_the_background_compile_then_cranelift(quick_ready, tmp_path:
     [compiler] = _tierup_processes(os.getpid())
     assert compiler.nice() == 19  # the lowest CPU priority: the kernel and guests go first
     assert runtime.wait_tier_up(PATIENCE)
-    assert runtime.tier_up.done == [(quick_ready.sha256, False)]
+    # (In the kernel's process, its code keeps epoch checks: only the sandbox worker can
+    # end itself to stop a guest.)
+    assert runtime.tier_up.done == [(quick_ready.sha256, False, True)]
     [entry] = _cranelift_entries(cache.root)
     assert entry.stem == quick_ready.sha256
     assert cache.get(entry.parent.relative_to(cache.root).as_posix(), entry.stem, ".cwasm")
@@ -183,8 +186,13 @@ def test_a_compile_killed_midway_or_of_a_changed_file_leaves_no_entry(quick_read
     assert _cranelift_entries(root) == []
 
 
-def test_warm_compiles_the_quick_sandbox_with_cranelift(quick_ready, session_ready, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warm_compiles_what_the_worker_runs(quick_ready, session_ready, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick sandbox as tier-up code (Cranelift, no epoch checks), the session
+    sandbox as sessions run it (Winch): a worker then compiles neither."""
+    from wasi_magic.sandbox.supervisor import Sandbox
+    from wasi_magic.session import prepare_cell
+    from wasi_magic.sessions import Session
     from wasi_magic.warm import warm
     root = _cache_with_build(tmp_path / "cache", quick_ready)
     _cache_with_build(root, session_ready)
@@ -193,6 +201,200 @@ def test_warm_compiles_the_quick_sandbox_with_cranelift(quick_ready, session_rea
     lines: list[str] = []
     warm([], report=lines.append)
     assert lines == ["quick-mode sandbox: cached", "session sandbox: cached"]
-    assert sorted(p.stem for p in _cranelift_entries(root)) == sorted(
-        [quick_ready.sha256, session_ready.sha256])
-    assert not list(root.glob("compiled/*-winch-*/*.cwasm"))
+    assert [p.stem for p in _cranelift_entries(root)] == [quick_ready.sha256]
+    assert [p.parent.name.split("-")[2:4] for p in _cranelift_entries(root)] == [
+        ["cranelift", "noepoch"]]
+    [winch] = root.glob("compiled/*-winch-epoch-*/*.cwasm")
+    assert winch.stem == session_ready.sha256
+    sandbox = Sandbox(spare=False)
+    try:
+        prepared = prepare_cell("print('warm')", quick=True, sandbox=sandbox)
+        assert (prepared.how, prepared.strategy) == ("deserialized", "cranelift")
+        with Session("warm", sandbox=sandbox) as session:
+            assert session.start()["how"] == "deserialized"
+    finally:
+        sandbox.close()
+
+
+# --- tier-up code without epoch checks: stopped by ending the worker --------------------
+
+RUNAWAY = ("import sys\nprint('before', flush=True)\nprint('note', file=sys.stderr, flush=True)\n"
+           "while True:\n    pass\n")
+
+
+@pytest.fixture(scope="module")
+def tiered_cache(quick_ready, session_ready, tmp_path_factory) -> Path:
+    """A cache holding the quick sandbox and its tier-up code (Cranelift, no epoch checks),
+    as ``warm`` leaves it: a worker runs quick cells on that code from the first cell.
+    (And the session sandbox's build.)"""
+    from wasi_magic.runtime import Runtime
+    root = _cache_with_build(tmp_path_factory.mktemp("tiered") / "cache", quick_ready)
+    _cache_with_build(root, session_ready)
+    assert Runtime(cache=Cache(root), tier_up=False).precompile(quick_ready) == "compiled"
+    return root
+
+
+@pytest.fixture()
+def tiered(tiered_cache: Path, monkeypatch: pytest.MonkeyPatch):
+    """A sandbox (with its spare) on ``tiered_cache``, tier-up on."""
+    from wasi_magic.sandbox.supervisor import Sandbox
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(tiered_cache))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    sandbox = Sandbox().start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (waiting a moment for it)."""
+    import psutil
+    try:
+        psutil.Process(pid).wait(timeout=30)
+    except psutil.NoSuchProcess:
+        pass
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def _still_runs(sandbox, quick_ready, text: str = "next") -> None:
+    after = sandbox.run(quick_ready, _caps(f"print({text!r})"))
+    assert (after.stdout, after.status, after.tier) == (f"{text}\n", 0, "cranelift")
+
+
+def test_a_time_limit_ends_the_worker_and_keeps_the_output(tiered, quick_ready) -> None:
+    sandbox = tiered
+    pid = sandbox.run(quick_ready, _caps("print('hello')")).tier and sandbox.pid
+    result = sandbox.run(quick_ready, _caps(RUNAWAY), limits=Limits(timeout=1))
+    assert result.tier == "cranelift"
+    assert re.fullmatch(r"stopped by the time limit: ran 1\.\d s of --timeout 1 s", result.trap)
+    assert (result.status, result.stdout, result.stderr) == (1, "before\n", "note\n")
+    assert result.steps["sandbox"] == "restarted" and sandbox.restarts == 1
+    assert _gone(pid) and sandbox.pid != pid
+    _still_runs(sandbox, quick_ready)
+
+
+def test_an_interrupt_ends_the_worker_at_once(tiered, quick_ready) -> None:
+    import signal
+    import threading
+    sandbox = tiered
+    shown: list[str] = []
+    started = threading.Event()
+
+    def stdout(text: str) -> None:
+        shown.append(text)
+        started.set()
+
+    def press() -> None:  # the notebook's Interrupt: SIGINT to the kernel, mid-run
+        if started.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press)
+    presser.start()
+    sandbox.run(quick_ready, _caps("print('warm-up')"))  # (its own "started" frame)
+    pid = sandbox.pid
+    shown.clear()
+    started.clear()
+    with pytest.raises(KeyboardInterrupt, match=r"^guest interrupted after \d+\.\d\d s$"):
+        sandbox.run(quick_ready, _caps(RUNAWAY), limits=Limits(timeout=None), stdout=stdout)
+    presser.join()
+    assert "".join(shown) == "before\n"
+    assert sandbox.restarts == 1 and _gone(pid)
+    _still_runs(sandbox, quick_ready)
+
+
+def test_an_output_flood_is_capped_up_to_the_end(tiered, quick_ready) -> None:
+    result = tiered.run(quick_ready, _caps("while True:\n    print('x' * 99)\n"),
+                        limits=Limits(timeout=1, max_output=64 << 10))
+    assert result.tier == "cranelift" and "--timeout 1 s" in result.trap
+    assert result.truncated and result.stdout.startswith("x" * 99 + "\n")
+    assert result.stdout.endswith("truncated after 64.0 KiB; the rest was discarded]\n")
+    assert len(result.stdout) < (64 << 10) + 200
+    _still_runs(tiered, quick_ready)
+
+
+def test_what_a_restart_would_lose_keeps_epoch_checks(tiered, quick_ready) -> None:
+    """While a session lives in the worker, a runaway cell is stopped in place (epoch
+    checks, Winch code here), and the session keeps running."""
+    from wasi_magic.sessions import Session
+    sandbox = tiered
+    with Session("kept", sandbox=sandbox) as session:
+        assert session.run("x = 6 * 7").status == 0
+        result = sandbox.run(quick_ready, _caps(RUNAWAY), limits=Limits(timeout=1))
+        assert result.tier == "winch" and "--timeout 1 s" in result.trap
+        assert result.stdout == "before\n" and "sandbox" not in result.steps
+        assert sandbox.restarts == 0
+        assert session.run("print(x)").stdout == "42\n"
+    # The session is closed: nothing would be lost, tier-up code again.
+    result = sandbox.run(quick_ready, _caps(RUNAWAY), limits=Limits(timeout=1))
+    assert result.tier == "cranelift" and sandbox.restarts == 1
+
+
+def test_a_spare_loads_the_session_sandbox_as_sessions_run_it(tiered) -> None:
+    """Kept, with epoch checks: a session started after a restart finds it loaded (and
+    the spare starts no tier-up compile of a component no one-shot run uses)."""
+    import signal
+    from wasi_magic.sessions import Session
+    sandbox = tiered
+    with Session("first", sandbox=sandbox) as first:
+        assert first.run("print('one')").stdout == "one\n"
+        os.kill(sandbox.pid, signal.SIGKILL)  # the spare takes over at the next request
+    with Session("second", sandbox=sandbox) as second:
+        assert second.start()["how"] == "memory"
+        assert second.run("print('two')").stdout == "two\n"
+
+
+def test_a_deadline_fires_on_fire_once_and_never_after_cancel() -> None:
+    from wasi_magic.sandbox.store import Deadline
+    fired: list[tuple[bool, bool]] = []
+
+    def on_fire(deadline: Deadline) -> None:
+        fired.append((deadline.timed_out, deadline.interrupted))
+
+    done = Deadline(None, 0.05, on_fire=on_fire)
+    done.start()
+    done.cancel()  # the guest finished first
+    time.sleep(0.3)
+    done.interrupt()
+    assert fired == []
+    late = Deadline(None, 0.05, on_fire=on_fire)
+    late.start()
+    time.sleep(0.3)
+    late.interrupt()  # after the time limit: still one call
+    late.cancel()
+    assert fired == [(True, False)]
+
+
+WORKERS = ("import psutil\nprint(sorted(c.pid for c in psutil.Process().children()\n"
+           "             if 'wasi_magic.sandbox.worker' in ' '.join(c.cmdline())))")
+
+
+def test_through_a_kernel_runaway_cells_on_tier_up_code_are_stopped(tiered_cache: Path,
+                                                                     tmp_path: Path) -> None:
+    """A hostile student's runaway cell, on code without epoch checks: the time limit and
+    Interrupt stop it, its output is kept, no worker is left behind, the kernel lives."""
+    from kernels import errors, execute, kernel_in, run_and_interrupt, streams
+    with kernel_in(tmp_path, tiered_cache, WASI_MAGIC_TIER_UP="1") as (manager, client):
+        warm_up = execute(client, "%%wasi -q --quick\nprint('on tier-up code')\n")
+        assert streams(warm_up, "stdout") == "on tier-up code\n"
+        before = streams(execute(client, WORKERS), "stdout")
+
+        timed = execute(client, f"%%wasi -q --quick --timeout 1\n{RUNAWAY}")
+        assert streams(timed, "stdout") == "before\n"
+        err = streams(timed, "stderr")
+        assert err.startswith("note\n") and "stopped by the time limit" in err, err
+        assert "--timeout 1 s" in err and "Traceback" not in err and not errors(timed)
+
+        messages, _ = run_and_interrupt(manager, client,
+                                        f"%%wasi -q --quick --timeout 0\n{RUNAWAY}", "before")
+        [shown] = errors(messages)
+        assert shown["ename"] == "GuestInterrupted", messages
+        assert re.fullmatch(r"guest interrupted after \d+\.\d\d s", shown["evalue"])
+        assert shown["traceback"] == [f"KeyboardInterrupt: {shown['evalue']}"]
+
+        assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
+        after = execute(client, "%%wasi -q --quick\nprint('the next cell runs')\n")
+        assert streams(after, "stdout") == "the next cell runs\n", after
+        now = streams(execute(client, WORKERS), "stdout")
+        # Two stops, two workers replaced: an active one and a spare, none of the old ones.
+        assert len(eval(now)) == 2 and not set(eval(now)) & set(eval(before)), (before, now)

@@ -231,7 +231,9 @@ class Session:
             fuel = self.fuel_metering
             reply = self._sandbox.request(
                 ("session_start", sid, target, self.caps, self.max_memory, fuel, cache),
-                remember=(("prepare", _key(target), fuel), ("prepare", 0, target, fuel, cache)))
+                # (A spare worker loads it as sessions run it: kept, with epoch checks.)
+                remember=(("prepare-kept", _key(target), fuel),
+                          ("prepare", 0, target, fuel, cache, True)))
             if isinstance(reply, Stopped):
                 raise RuntimeFailure(f"the sandbox worker died while starting session "
                                      f"{self.name!r} ({reply.death}); run the cell again")

@@ -57,16 +57,18 @@ def enabled() -> bool:
 
 @dataclass(frozen=True)
 class Job:
-    """One background compile: a component file, its sha256, fuel or not, the cache."""
+    """One background compile: a component file, its sha256, fuel or not, the cache, and
+    whether the code has epoch checks (see :meth:`~wasi_magic.runtime.Runtime.compiled`)."""
 
     path: Path
     digest: str
     fuel: bool
     cache_root: Path
+    epochs: bool = True
 
     @property
-    def key(self) -> tuple[str, bool]:
-        return self.digest, self.fuel
+    def key(self) -> tuple[str, bool, bool]:
+        return self.digest, self.fuel, self.epochs
 
 
 class TierUp:
@@ -79,18 +81,19 @@ class TierUp:
         self._failed: set[tuple[str, bool]] = set()
         self._thread: threading.Thread | None = None
         #: Keys compiled by this process's background compiles, in order (for tests).
-        self.done: list[tuple[str, bool]] = []
+        self.done: list[tuple[str, bool, bool]] = []
 
-    def pending(self, digest: str, fuel: bool) -> bool:
+    def pending(self, digest: str, fuel: bool, epochs: bool = True) -> bool:
         """True while a compile of this component is queued or running."""
         with self._lock:
-            return (digest, fuel) in self._pending
+            return (digest, fuel, epochs) in self._pending
 
-    def request(self, path: Path, digest: str, fuel: bool, cache_root: Path) -> bool:
+    def request(self, path: Path, digest: str, fuel: bool, cache_root: Path, *,
+                epochs: bool = True) -> bool:
         """Queue a Cranelift compile of ``path`` (whose sha256 is ``digest``) into the
-        cache at ``cache_root``; False if it is queued already, failed before, or the
-        queue is full."""
-        job = Job(Path(path), digest, fuel, Path(cache_root))
+        cache at ``cache_root`` (``epochs``: with epoch checks); False if it is queued
+        already, failed before, or the queue is full."""
+        job = Job(Path(path), digest, fuel, Path(cache_root), epochs)
         with self._lock:
             if (job.key in self._pending or job.key in self._failed
                     or len(self._pending) >= MAX_QUEUED):
@@ -125,6 +128,7 @@ def run_job(job: Job) -> bool:
     """Run one compile in its own low-priority process; True if the entry is now cached."""
     command = [sys.executable, "-m", "wasi_magic.tierup", "--cache", str(job.cache_root),
                "--parent", str(os.getpid()), *(["--fuel"] if job.fuel else []),
+               *([] if job.epochs else ["--no-epochs"]),
                str(job.path), job.digest]
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -153,14 +157,16 @@ def _lower_priority(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path) -> int:
-    """Compile ``path`` with Cranelift into the cache at ``cache_root``: exit status 0 if
-    the entry is there (made now, or by someone else first), else non-zero."""
+def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
+                       epochs: bool = True) -> int:
+    """Compile ``path`` with Cranelift (``epochs``: with epoch checks) into the cache at
+    ``cache_root``: exit status 0 if the entry is there (made now, or by someone else
+    first), else non-zero."""
     from wasmtime import component as wcomponent
 
     from .cache import Cache
     from .runtime import _Flavor
-    flavor = _Flavor("cranelift", fuel, background=True)
+    flavor = _Flavor("cranelift", fuel, background=True, epochs=epochs)
     cache = Cache(cache_root)
     section = f"compiled/{flavor.tag}"
     folder = cache.folder(section)
@@ -182,12 +188,15 @@ def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m wasi_magic.tierup [--fuel] --cache DIR FILE SHA256`` (run by :class:`TierUp`)."""
+    """``python -m wasi_magic.tierup [--fuel] [--no-epochs] --cache DIR FILE SHA256`` (run by
+    :class:`TierUp`)."""
     parser = argparse.ArgumentParser(prog="python -m wasi_magic.tierup",
                                      description="Compile a component with Cranelift into "
                                                  "the wasi-magic cache.")
     parser.add_argument("--cache", required=True, type=Path)
     parser.add_argument("--fuel", action="store_true")
+    parser.add_argument("--no-epochs", action="store_true",
+                        help="code without epoch checks (stopped by ending its process)")
     parser.add_argument("--parent", type=int, default=0, help="end when this process ends")
     parser.add_argument("file", type=Path)
     parser.add_argument("sha256")
@@ -202,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
     try:
-        return compile_into_cache(args.file, args.sha256, args.fuel, args.cache)
+        return compile_into_cache(args.file, args.sha256, args.fuel, args.cache,
+                                  epochs=not args.no_epochs)
     except Exception as exc:  # noqa: BLE001 - reported once in the kernel's log
         print(f"wasi-magic: the tier-up compile of {args.file} failed: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -135,7 +135,7 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
          report: Callable[[str], None] = print, shared: str | Path | None = None,
          pack: bool = False, wasmtime_cache: Sequence[str] = ()) -> list[Artifact]:
     """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
-    compile them (with Cranelift, see :func:`warm_runtime`) into the cache.
+    compile them into the cache as the sandbox worker runs them (see :func:`warm_compile`).
 
     ``targets`` are notebooks or folders (searched for ``*.ipynb``). A cell
     that cannot be built (e.g. a lesson showing a build error on purpose) is
@@ -156,12 +156,13 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     _check_patterns(wasmtime_cache, cells)  # before building anything, too
     runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
-    runtime.component(built[0])  # compiled too, into the compiled-component cache
+    warm_compile(runtime, built[0])  # compiled too, into the compiled-component cache
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
     from .sessions import session_component
     built.append(session_component(progress=progress))
-    runtime.component(built[-1])  # compiled too (a session started with --fuel compiles
-    # its fuel-metering form on first use)
+    # Sessions keep their instance, with epoch checks, on the runtime's own compiler (a
+    # session started with --fuel compiles its fuel-metering form on first use).
+    runtime.component(built[-1], kept=True)
     report(f"session sandbox: {'cached' if built[-1].cached else 'built'}")
     engine = None
     for cell in cells:
@@ -172,7 +173,7 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         except WasiMagicError as exc:
             report(f"{where}: not built ({str(exc).splitlines()[0]})")
             continue
-        runtime.component(artifact)
+        warm_compile(runtime, artifact)
         built.append(artifact)
         report(f"{where}: {'cached' if artifact.cached else 'built'}")
         if _matches(cell.output, wasmtime_cache):
@@ -218,13 +219,20 @@ def _check_patterns(patterns: Sequence[str], cells: Sequence[CellToBuild]) -> No
 
 
 def warm_runtime() -> "Runtime":
-    """The runtime warm compiles with: Cranelift (what runs once tier-up is done, so no
-    student's kernel recompiles), or Winch if tier-up is off (``WASI_MAGIC_TIER_UP=0``)."""
+    """The runtime warm compiles with (its cache is the one filled)."""
+    from .runtime import Runtime
+    return Runtime(tier_up=False)
+
+
+def warm_compile(runtime: "Runtime", artifact: Artifact) -> None:
+    """Compile ``artifact`` as the sandbox worker runs it, so that no student's kernel
+    recompiles it: its tier-up code (Cranelift), or Winch if tier-up is off
+    (``WASI_MAGIC_TIER_UP=0``)."""
     from . import tierup
-    from .runtime import Runtime, default_runtime
-    if not tierup.enabled():
-        return default_runtime()
-    return Runtime(strategy="cranelift", tier_up=False)
+    if tierup.enabled():
+        runtime.precompile(artifact)
+    else:
+        runtime.component(artifact)
 
 
 def _notebooks(targets: Iterable[str | Path]) -> Iterator[Path]:

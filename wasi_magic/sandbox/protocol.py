@@ -8,7 +8,7 @@ builds only plain data and the few value classes listed in :data:`ALLOWED`.
 Messages are tuples ``(kind, request_id, *payload)``. Kernel -> worker:
 ``run``, ``prepare``, ``imports``, ``load``, ``call``, ``close``, ``forget``,
 ``interrupt``. Worker -> kernel: ``ready``, ``started``, ``out``, ``done``,
-``error``, ``interrupted``.
+``error``, ``interrupted``, and ``exiting`` (the worker ends after its next reply).
 """
 
 from __future__ import annotations

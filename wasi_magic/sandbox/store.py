@@ -163,9 +163,16 @@ class Deadline:
     Timers and interrupts bump the engine's epoch, which every store on that
     engine notices; each store's callback traps only if *its* run timed out or
     was interrupted, so runs on other threads (the panel, a server) go on.
+
+    Code compiled without epoch checks (the sandbox worker's tier-up code, see
+    :meth:`~wasi_magic.runtime.Runtime.compiled`) never notices an epoch: its
+    deadline is given ``on_fire``, which is called once, on the timer's or the
+    interrupt's thread, if the guest is still running when the deadline fires
+    (the worker reports the run and ends its process).
     """
 
-    def __init__(self, engine: Any, timeout: float | None) -> None:
+    def __init__(self, engine: Any, timeout: float | None, *,
+                 on_fire: Callable[["Deadline"], None] | None = None) -> None:
         self.engine = engine
         self.timeout = timeout or None
         self.timed_out = False
@@ -174,6 +181,9 @@ class Deadline:
         self.started: float | None = None
         self.fired_at: float | None = None
         self._alarm: list[Any] | None = None
+        self._on_fire = on_fire
+        self._over = False  # cancelled: on_fire must not run any more
+        self._fire_lock = threading.Lock()
 
     @property
     def fired(self) -> bool:
@@ -196,6 +206,8 @@ class Deadline:
 
     def cancel(self) -> None:
         """Stop the clock (the guest is done)."""
+        with self._fire_lock:  # (waits for an on_fire that started, which never returns)
+            self._over = True
         with _running_lock:
             _running.discard(self)
         if self._alarm is not None:
@@ -206,12 +218,21 @@ class Deadline:
         """Stop the guest now (the notebook's Interrupt)."""
         self.interrupted = True
         self.fired_at = self.fired_at or time.monotonic()
-        self.engine.increment_epoch()
+        self._fire()
 
     def _expire(self) -> None:
         self.timed_out = True
         self.fired_at = self.fired_at or time.monotonic()
-        self.engine.increment_epoch()
+        self._fire()
+
+    def _fire(self) -> None:
+        if self._on_fire is None:
+            self.engine.increment_epoch()
+            return
+        with self._fire_lock:
+            if not self._over and self.started is not None:
+                self._over = True
+                self._on_fire(self)
 
     def __enter__(self) -> "Deadline":
         self.start()
@@ -389,13 +410,21 @@ def watch_blocked(grace: float, on_blocked: Callable[[Deadline], None]) -> None:
     threading.Thread(target=watch, name="wasi-magic-blocked", daemon=True).start()
 
 
-def describe_trap(exc: Exception, deadline: Deadline, limits: Limits, seconds: float) -> str:
-    """A short message: which limit stopped the guest, or the trap's cause and top frames."""
-    text = str(exc)
+def stop_text(deadline: Deadline, limits: Limits, seconds: float) -> str | None:
+    """Why ``deadline`` stopped its guest after ``seconds`` (None: it did not)."""
     if deadline.interrupted:
         return f"interrupted after {seconds:.2f} s"
     if deadline.timed_out:
         return f"stopped by the time limit: ran {seconds:.1f} s of --timeout {limits.timeout:g} s"
+    return None
+
+
+def describe_trap(exc: Exception, deadline: Deadline, limits: Limits, seconds: float) -> str:
+    """A short message: which limit stopped the guest, or the trap's cause and top frames."""
+    text = str(exc)
+    stopped = stop_text(deadline, limits, seconds)
+    if stopped is not None:
+        return stopped
     if "all fuel consumed" in text and limits.fuel:
         return f"stopped by the fuel limit: used all {limits.fuel:,} units of --fuel"
     lines = [line.strip() for line in text.splitlines() if line.strip()]

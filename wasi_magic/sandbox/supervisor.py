@@ -11,7 +11,9 @@ written. It enforces deadlines and Interrupt from outside:
   supervisor kills the worker, says so in the result, and carries on with a
   spare worker that was started beforehand;
 - a worker that dies (a signal, out of memory) is reported in one line; the
-  kernel never dies with it.
+  kernel never dies with it;
+- a worker whose guest runs code without epoch checks stops it by ending itself
+  after its reply (it says ``exiting`` first): the spare takes over.
 
 One request is in flight per worker; callers on other threads (the edge
 server, the panel) wait their turn.
@@ -423,17 +425,26 @@ class Sandbox:
             forward = stdout if message[2] == "stdout" else stderr
             if forward is not None:
                 forward(message[3])
+        elif kind == "exiting":
+            state.exiting = True
         elif kind == "started":
             state.started = time.monotonic()
             if state.timeout and state.kill_at is None:
                 state.kill_at = state.started + state.timeout + self.grace
         elif kind == "done":
+            self._after_exit(worker, state)
             return "return", message[2]
         elif kind == "interrupted":
+            self._after_exit(worker, state)
             return "raise", KeyboardInterrupt(message[2])
         elif kind == "error":
             return "raise", _error(*message[2:])
         return None
+
+    def _after_exit(self, worker: WorkerProcess, state: "_Waiting") -> None:
+        """The worker said it ends after this reply: the spare serves the next request."""
+        if state.exiting:
+            self._replace(worker)
 
 
 @dataclass
@@ -445,6 +456,8 @@ class _Waiting:
     started: float | None = None
     kill_at: float | None = None
     interrupted: bool = False
+    #: The worker ends itself after its reply (its guest could not be stopped in place).
+    exiting: bool = False
 
 
 def _target(artifact: Any) -> tuple[Any, Path | None]:

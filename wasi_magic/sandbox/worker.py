@@ -12,6 +12,10 @@ A reader thread takes ``interrupt`` requests at once (it interrupts the
 running guest through its epoch deadline); everything else is served in order
 on the main thread. If a guest is blocked in a host call, the epoch cannot stop
 it: the supervisor then kills this process and starts another.
+
+Tier-up code has no epoch checks while this worker holds nothing a restart would
+lose (no session, no loaded component): a deadline that fires on it sends the
+run's result, then an end to this process (:meth:`Worker.end_after`).
 """
 
 from __future__ import annotations
@@ -94,6 +98,24 @@ class Worker:
         if root:
             os.environ["WASI_MAGIC_CACHE"] = root
 
+    def allow_exit_stops(self) -> None:
+        """Let the runtime stop a guest by ending this process while nothing in it would be
+        lost (see :attr:`~wasi_magic.runtime.Runtime.exit_stop`)."""
+        from ..runtime import default_runtime
+        keeps = bool(self._sessions or self._guests)
+        default_runtime().exit_stop = None if keeps else self.end_after
+
+    def end_after(self, result: Any, interrupted: str | None) -> None:
+        """Reply for a run that its deadline stopped (``interrupted``: the Interrupt's
+        message), then end the process: its guest cannot be stopped in place."""
+        rid = self._current
+        self._send(("exiting", rid))
+        if interrupted is not None:
+            self._send(("interrupted", rid, interrupted))
+        else:
+            self._send(("done", rid, {name: getattr(result, name) for name in RESULT_FIELDS}))
+        os._exit(0)
+
     # --- requests -------------------------------------------------------------------------
 
     def _do_ping(self, rid: int) -> dict:
@@ -113,10 +135,15 @@ class Worker:
                                            stdout=out, stderr=err)
         return {name: getattr(result, name) for name in RESULT_FIELDS}
 
-    def _do_prepare(self, rid: int, target: Any, fuel: bool, cache: str | None) -> dict:
-        """Compile (or load from the cache) a component ahead of its run."""
+    def _do_prepare(self, rid: int, target: Any, fuel: bool, cache: str | None,
+                    kept: bool = False) -> dict:
+        """Compile (or load from the cache) a component ahead of its run (``kept``: ahead of
+        a session, which keeps its instance)."""
         from ..runtime import default_runtime
         self._use_cache(cache)
+        if kept:
+            _, seconds, how = default_runtime().component(target, fuel=fuel, kept=True)
+            return {"seconds": seconds, "how": how, "strategy": default_runtime().strategy}
         # The tier it will run with: Winch, or Cranelift once tier-up made it.
         _, seconds, how, tier = default_runtime().compiled(target, fuel=fuel)
         return {"seconds": seconds, "how": how, "strategy": tier}
@@ -253,6 +280,7 @@ def main() -> None:
     runtime.defer_default_cleanup()
     store.no_sigint_routing()  # interrupts arrive as messages (read_requests)
     worker = Worker(writer)
+    worker.allow_exit_stops()
     threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
     try:
         writer.send(("ready", 0, {"pid": os.getpid(), "python": sys.version.split()[0]}))
@@ -263,6 +291,7 @@ def main() -> None:
         if message is None:
             break
         worker.handle(message)
+        worker.allow_exit_stops()  # (a session or a load may have come or gone)
         # The reply has gone: clean up after the run and get the next one ready (if the
         # next request is already waiting, it would have waited for this work anyway).
         worker.tidy()
