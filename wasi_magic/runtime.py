@@ -32,8 +32,7 @@ from .result import RunResult
 from . import tierup
 from .sandbox import outbound_host, shim, stdout_pipe
 from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
-                            stop_text,
-                            new_store, stdin_folder, wasi_streams)
+                            new_store, stdin_folder, stop_text, wasi_streams)
 from .sandbox.store import wasi_config  # noqa: F401 - re-exported for existing callers
 
 try:
@@ -377,10 +376,9 @@ class Runtime:
         with self._lock, stdin_folder(caps) as stdin_dir:
             self._drop_retired()
             pipe = self._stdout_pipe()
-            deadline = Deadline(flavor.engine, limits.timeout,
-                                on_fire=None if flavor.epochs else
-                                _exit_when_stopped(self.exit_stop, result, limits, out, err,
-                                                                   pipe))
+            on_fire = None if flavor.epochs else _exit_when_stopped(
+                self.exit_stop, result, limits, out, err, pipe)
+            deadline = Deadline(flavor.engine, limits.timeout, on_fire=on_fire)
             stdout_to: Any = out.write
             err_write = err.write
             if pipe is not None:
