@@ -72,14 +72,14 @@ def _caps(source: str) -> Capabilities:
 
 
 def _cranelift_entry(root: Path, sha256: str) -> Path:
-    [entry] = root.glob(f"compiled/*-cranelift-*/{sha256}.cwasm")
+    [entry] = root.glob(f"compiled/*-cranelift-noepoch-*/{sha256}.cwasm")
     return entry
 
 
 def test_warm_shared_fills_a_cache_every_user_can_read(filled, quick_ready) -> None:
     shared, lines = filled
     assert lines == ["quick-mode sandbox: cached", "session sandbox: cached",
-                     f"shared cache {shared}: 4 entries written"]
+                     f"shared cache {shared}: 5 entries written"]
     entry = _cranelift_entry(shared, quick_ready.sha256)
     assert entry.stem == quick_ready.sha256
     assert (shared / "builds" / f"{quick_ready.key}.wasm").exists()
@@ -233,7 +233,7 @@ def test_a_tampered_packed_shared_entry_is_never_loaded(classroom, quick_ready) 
     from wasi_magic.runtime import Runtime
     shared, student = classroom
     _pack_shared(shared)
-    [packed] = shared.glob(f"compiled/*-cranelift-*/{quick_ready.sha256}.cwasm.zst")
+    [packed] = shared.glob(f"compiled/*-cranelift-noepoch-*/{quick_ready.sha256}.cwasm.zst")
     data = bytearray(packed.read_bytes())
     data[len(data) // 2] ^= 0xFF
     packed.write_bytes(bytes(data))
@@ -280,7 +280,7 @@ def test_warm_shared_pack_fills_a_packed_shared_cache(filled, quick_ready, tmp_p
     warm([], report=lines.append, shared=shared, pack=True)
     assert lines[-1].startswith(f"packed {shared}: ") and "quick-mode sandbox: cached" in lines
     assert not [p for p in shared.rglob("*") if p.suffix in (".wasm", ".cwasm")]
-    assert len(list(shared.rglob("*.zst"))) == 4
+    assert len(list(shared.rglob("*.zst"))) == 5
     for path in [shared, *shared.rglob("*")]:
         if not path.name.endswith(".lock"):
             assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path

@@ -53,6 +53,8 @@ def test_warm_sees_the_bodies_ipython_passes(tmp_path: Path) -> None:
                                                    "transform")
     assert len(found) == 6  # the --p1 cell needs no build
     assert [c.output for c in found] == [None, None, None, None, "tool.wasm", "plug.wasm"]
+    # The cells after the typed world run beside it: on code with epoch checks.
+    assert [c.after_kept for c in found] == [False, False, False, True, True, True]
     assert "".join(json.loads(notebook.read_text())["cells"][0]["source"]) == CELLS[0]
 
 

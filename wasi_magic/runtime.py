@@ -217,13 +217,14 @@ class Runtime:
         return component, time.perf_counter() - started, how, flavor.strategy
 
     def precompile(self, artifact: Artifact | str | os.PathLike[str], *,
-                   fuel: bool = False) -> str:
+                   fuel: bool = False, epochs: bool = False) -> str:
         """Compile ``artifact`` into the cache as the sandbox worker runs it once tier-up is
-        done: Cranelift, without epoch checks unless ``fuel`` (see :meth:`compiled`).
-        Returns how it was found ('memory', 'deserialized' or 'compiled')."""
+        done: Cranelift, without epoch checks unless ``fuel`` or ``epochs`` (the form runs
+        use while the worker keeps a session, see :meth:`compiled`). Returns how it was
+        found ('memory', 'deserialized' or 'compiled')."""
         path, digest = _source(artifact)
         with self._lock:
-            flavor = self._flavor(fuel, "cranelift", epochs=fuel)
+            flavor = self._flavor(fuel, "cranelift", epochs=epochs or fuel)
             return self._load(flavor, path, digest, fuel)[1]
 
     def _best(self, artifact: Artifact | str | os.PathLike[str],

@@ -47,6 +47,10 @@ class CellToBuild:
     world: str | None = None
     #: Where the notebook saves the component (``-o PATH``, as written), if it does.
     output: str | None = None
+    #: Whether an earlier cell of the notebook starts a session or loads a typed world:
+    #: the sandbox worker then keeps something a restart would lose, so this cell runs on
+    #: code with epoch checks (see :meth:`~wasi_magic.runtime.Runtime.compiled`).
+    after_kept: bool = False
 
 
 def _cell_flags(line: str, notebook: Path, index: int) -> argparse.Namespace | None:
@@ -82,6 +86,7 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
     except (OSError, ValueError) as exc:
         raise UsageError(f"Cannot read notebook {str(notebook)!r}: {exc}") from None
     wits: dict[str, str] = {}
+    kept = False  # an earlier cell started a session or loaded a typed world
     for index, cell in enumerate(document.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
@@ -96,6 +101,7 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
         if source.startswith("%%wasi"):
             line, body = cell_body(source)
             flags = _cell_flags(line, notebook, index)
+            kept = kept or bool(flags is not None and flags.session)
             if flags is None or flags.p1 or flags.session:
                 continue  # a session cell runs in the session component, built below
             wit = None
@@ -106,7 +112,8 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
                     continue  # the magic will report the missing %%wit cell
             yield CellToBuild(notebook, index, body, tuple(flags.path), bool(flags.quick), wit,
                               world_name(flags.world, wit) if flags.world else None,
-                              flags.output)
+                              flags.output, kept)
+            kept = kept or bool(flags.world)
             continue
         for text in source.splitlines():
             build_line = _build_flags(text)
@@ -115,7 +122,8 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
                 yield CellToBuild(notebook, index, Path(build_line.source), tuple(build_line.path),
                                   False, Path(build_line.wit) if build_line.wit else None,
                                   build_line.world,
-                                  build_line.output or str(Path(build_line.source).with_suffix(".wasm")))
+                                  build_line.output or str(Path(build_line.source).with_suffix(".wasm")),
+                                  kept)
 
 
 def _build_flags(text: str) -> argparse.Namespace | None:
@@ -156,7 +164,9 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     _check_patterns(wasmtime_cache, cells)  # before building anything, too
     runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
-    warm_compile(runtime, built[0])  # compiled too, into the compiled-component cache
+    # Compiled too, into the compiled-component cache (both forms: quick cells run beside
+    # sessions and typed worlds as well).
+    warm_compile(runtime, built[0], kept_too=True)
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
     from .sessions import session_component
     built.append(session_component(progress=progress))
@@ -173,7 +183,10 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         except WasiMagicError as exc:
             report(f"{where}: not built ({str(exc).splitlines()[0]})")
             continue
-        warm_compile(runtime, artifact)
+        if cell.world:
+            runtime.component(artifact)  # a typed world is loaded on the runtime's own compiler
+        else:
+            warm_compile(runtime, artifact, kept_too=cell.after_kept)
         built.append(artifact)
         report(f"{where}: {'cached' if artifact.cached else 'built'}")
         if _matches(cell.output, wasmtime_cache):
@@ -224,13 +237,16 @@ def warm_runtime() -> "Runtime":
     return Runtime(tier_up=False)
 
 
-def warm_compile(runtime: "Runtime", artifact: Artifact) -> None:
+def warm_compile(runtime: "Runtime", artifact: Artifact, *, kept_too: bool = False) -> None:
     """Compile ``artifact`` as the sandbox worker runs it, so that no student's kernel
-    recompiles it: its tier-up code (Cranelift), or Winch if tier-up is off
-    (``WASI_MAGIC_TIER_UP=0``)."""
+    recompiles it: its tier-up code (Cranelift without epoch checks; with ``kept_too``,
+    also with them, for runs beside a session or a typed world), or Winch if tier-up is
+    off (``WASI_MAGIC_TIER_UP=0``)."""
     from . import tierup
     if tierup.enabled():
         runtime.precompile(artifact)
+        if kept_too:
+            runtime.precompile(artifact, epochs=True)
     else:
         runtime.component(artifact)
 
