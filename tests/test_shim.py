@@ -100,3 +100,62 @@ def test_output_callbacks_are_released_after_the_store_is_dropped() -> None:
     gc.collect()
     assert shim.wait_outputs_released(handles, limit=5.0)
     assert b"".join(seen) == b"hi\n"
+
+
+def test_live_stores_are_closed_and_release_their_outputs() -> None:
+    """What the kernel's exit does with a store the user's code still holds: closes it, so
+    that its output callbacks are released while Python is alive."""
+    engine = wasmtime.Engine()
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    printed: list[bytes] = []
+    write = printed.append
+    config = wasmtime.WasiConfig()
+    config.stdout_custom = write
+    config.stderr_custom = write
+    store = wasmtime.Store(engine)
+    store.set_wasi(config)
+    linker.instantiate(store, wasmtime.Module(engine, wasmtime.wat2wasm(HELLO))) \
+        .exports(store)["_start"](store)
+    handles = shim.output_handles([write])
+    assert len(handles) == 2 and shim.outputs_pending() >= 2
+    assert shim.close_live_stores() >= 1
+    assert shim.wait_outputs_released(handles, limit=5.0)
+    assert b"".join(printed) == b"hi\n"
+    assert shim.close_live_stores() >= 1  # a closed store may be closed again: a no-op
+
+
+def test_a_process_exits_cleanly_with_a_store_still_held(tmp_path) -> None:
+    """Lesson 03's kernel: a global store with custom outputs at exit, and one dropped just
+    before. Without the exit handler closing the first (it waited for it in vain), Wasmtime's I/O threads call back
+    into the finalizing interpreter: a Rust panic ("panic in a function that cannot
+    unwind"), in about half of the exits. Ten exits, none panics."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "held.py"
+    script.write_text(f"""
+import wasmtime
+engine = wasmtime.Engine()
+linker = wasmtime.Linker(engine)
+linker.define_wasi()
+printed = []
+config = wasmtime.WasiConfig()
+config.stdout_custom = printed.append
+store = wasmtime.Store(engine)
+store.set_wasi(config)
+linker.instantiate(store, wasmtime.Module(engine, wasmtime.wat2wasm({HELLO!r})))\\
+    .exports(store)["_start"](store)
+dropped = wasmtime.Store(engine)
+other = wasmtime.WasiConfig()
+other.stdout_custom = printed.append
+dropped.set_wasi(other)
+del dropped
+import wasi_magic.runtime  # after the stores, as in lesson 03 (its exit handler with it)
+print(b"".join(printed).decode(), end="")
+""")
+    for _ in range(10):
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "hi\n" and "panic" not in done.stderr, done.stderr

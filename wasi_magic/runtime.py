@@ -697,4 +697,9 @@ def _drain_streams() -> None:
     if _default is not None:
         _default.release_stores()  # (see Runtime.tidy)
     gc.collect()
+    # A store the program still holds (a global in a notebook) would be dropped only while
+    # the interpreter finalizes, its callbacks then panicking; and waiting for it here
+    # would always time out. Close such stores now: the process is ending.
+    if shim.outputs_pending():
+        shim.close_live_stores()
     shim.wait_outputs_released(limit=1.0)

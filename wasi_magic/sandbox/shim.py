@@ -15,6 +15,8 @@ and ``tests/test_shim.py``, nothing else.
 - :func:`outputs_pending` / :func:`wait_outputs_released`: custom stdout/stderr
   callbacks are finalized by Wasmtime's I/O threads after a store is dropped;
   a callback into a finalizing interpreter aborts the process with a Rust panic.
+  :func:`close_live_stores`: at exit, the stores the program still holds are closed
+  while Python is alive, so that their callbacks are released before it finalizes.
 - :func:`store_data`: a store's data, seen from a component host function (the
   HTTP grants of the run that called it).
 """
@@ -22,6 +24,7 @@ and ``tests/test_shim.py``, nothing else.
 from __future__ import annotations
 
 import ctypes
+import gc
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -137,6 +140,23 @@ def output_handles(callbacks: Iterable[Callable[[bytes], Any]]) -> set[int]:
     wanted = list(callbacks)
     return {index for index, value in list(outputs.handles.items())
             if any(value is callback for callback in wanted)}
+
+
+def close_live_stores() -> int:
+    """Close every :class:`wasmtime.Store` still alive; how many were open.
+
+    For interpreter exit only, once the program's own code has finished: a store the
+    program still references (a notebook's global) would otherwise be dropped while the
+    interpreter finalizes, and Wasmtime's I/O threads would call its output callbacks
+    back into a dying interpreter (a Rust panic). Closed now, they are released while
+    Python is alive. Objects that still refer to a closed store raise ValueError if used.
+    """
+    import wasmtime
+
+    stores = [thing for thing in gc.get_objects() if isinstance(thing, wasmtime.Store)]
+    for store in stores:
+        store.close()
+    return len(stores)
 
 
 def wait_outputs_released(handles: set[int] | None = None, limit: float = 1.0) -> bool:
