@@ -401,3 +401,35 @@ def test_through_a_kernel_runaway_cells_on_tier_up_code_are_stopped(tiered_cache
         now = streams(execute(client, WORKERS), "stdout")
         # Two stops, two workers replaced: an active one and a spare, none of the old ones.
         assert len(eval(now)) == 2 and not set(eval(now)) & set(eval(before)), (before, now)
+
+
+def test_hosts_load_the_warmed_cranelift_code_and_compile_nothing(
+        quick_ready, session_ready, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load(), sessions and ``%wasi inspect`` (Runtime.loaded) after ``warm``: the Cranelift
+    entries warm left are used as they are; no Winch compile, no background compile."""
+    from wasi_magic.inspect import inspect_wasm
+    from wasi_magic.runtime import Runtime
+    from wasi_magic.warm import warm
+    root = _cache_with_build(tmp_path / "cache", quick_ready)
+    _cache_with_build(root, session_ready)
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    warm([], report=lambda _: None)
+    entries = sorted(root.glob("compiled/*/*.cwasm*"))
+    runtime = Runtime(cache=Cache(root))
+    component, engine, linker, _, how = runtime.loaded(quick_ready)
+    assert how == "deserialized"
+    cranelift = runtime._flavor(False, "cranelift")
+    assert engine is cranelift.engine and linker is cranelift.linker
+    assert tuple(component.type.exports(engine))
+    assert runtime.loaded(session_ready, kept=True)[4] == "deserialized"
+    assert runtime.loaded(quick_ready)[4] == "memory"
+    assert inspect_wasm(quick_ready.path).imports
+    assert sorted(root.glob("compiled/*/*.cwasm*")) == entries  # nothing compiled
+    assert runtime.wait_tier_up(0) is True  # nothing was queued
+    # Tier-up off: the runtime's own compiler (Winch), compiled now.
+    monkeypatch.setenv("WASI_MAGIC_TIER_UP", "0")
+    plain = Runtime(cache=Cache(root))
+    component, engine, _, _, how = plain.loaded(quick_ready)
+    assert how == "compiled" and engine is plain.engine
+    assert list(root.glob("compiled/*-winch-*/*.cwasm"))

@@ -320,7 +320,7 @@ class Guest(Exports):
                  timeout: Optional[float] = DEFAULT_CALL_TIMEOUT,
                  max_memory: Optional[int] = None, stdout: Optional[TextCallback] = None,
                  stderr: Optional[TextCallback] = None, output_limit: int = DEFAULT_LIMIT,
-                 fuel: Optional[int] = None) -> None:
+                 fuel: Optional[int] = None, engine: Any = None, linker: Any = None) -> None:
         self.name = name
         self.caps = caps if caps is not None else Capabilities()
         self.fresh = fresh
@@ -336,13 +336,15 @@ class Guest(Exports):
         self.last_seconds = 0.0
         self._component = component
         self._runtime = runtime
-        self._engine, self._linker = runtime.engine_and_linker(fuel=bool(self.limits.fuel))
+        if engine is None or linker is None:
+            engine, linker = runtime.engine_and_linker(fuel=bool(self.limits.fuel))
+        self._engine, self._linker = engine, linker
         self._streams = _Streams(stdout, stderr, output_limit)
         self._kept: Optional[tuple[Any, Any]] = None
         self._stdin_dir: Optional[tempfile.TemporaryDirectory] = None
         self._functions: dict[str, ExportedFunction] = {}
         self._interfaces: dict[str, Interface] = {}
-        self._index(exported_functions(component, runtime.engine))
+        self._index(exported_functions(component, self._engine))
 
     def _index(self, specs: list[FunctionSpec]) -> None:
         grouped: dict[str, dict[str, ExportedFunction]] = {}
@@ -545,8 +547,9 @@ def load(artifact: Artifact | str | os.PathLike[str], caps: Optional[Capabilitie
     """
     runtime = runtime if runtime is not None else host_runtime()
     name = artifact.name if isinstance(artifact, Artifact) else Path(artifact).name
-    component, _, _ = runtime.component(artifact, fuel=bool(fuel))
-    guest = Guest(component, runtime, name=name, caps=caps, fresh=fresh, timeout=timeout,
+    component, engine, linker, _, _ = runtime.loaded(artifact, fuel=bool(fuel))
+    guest = Guest(component, runtime, engine=engine, linker=linker, name=name, caps=caps,
+                  fresh=fresh, timeout=timeout,
                   max_memory=_size(max_memory), stdout=stdout, stderr=stderr,
                   output_limit=output_limit, fuel=fuel)
     guest._start()

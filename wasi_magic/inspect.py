@@ -173,8 +173,7 @@ def inspect_wasm(path: str | os.PathLike[str],
         imports, exports = interface(file)
     else:
         from .runtime import default_runtime
-        runtime = default_runtime()
-        component, _, _ = runtime.component(file)
-        imports = tuple(component.type.imports(runtime.engine))
-        exports = tuple(component.type.exports(runtime.engine))
+        component, engine, _, _, _ = default_runtime().loaded(file)
+        imports = tuple(component.type.imports(engine))
+        exports = tuple(component.type.exports(engine))
     return WasmInfo(file, kind, len(data), imports, exports)

@@ -198,6 +198,34 @@ class Runtime:
             component, how = self._load(flavor, path, digest, fuel)
         return component, time.perf_counter() - started, how
 
+    def loaded(self, artifact: Artifact | str | os.PathLike[str], *, fuel: bool = False,
+               kept: bool = False) -> tuple[Any, Any, Any, float, str]:
+        """A component to instantiate many times or to read the types of, with the engine
+        and linker it belongs to: ``(component, engine, linker, seconds, how)``.
+
+        With tier-up on, the Cranelift one if it is already in memory or in the cache (as
+        ``python -m wasi_magic warm`` leaves it); otherwise this runtime's own compiler's,
+        compiled now if need be. Unlike :meth:`compiled` it starts no background compile:
+        :func:`~wasi_magic.host.load`, sessions and ``%wasi inspect`` use it. ``kept``: as
+        for :meth:`engine_and_linker`.
+        """
+        started = time.perf_counter()
+        path, digest = _source(artifact)
+        pooled = False if kept else None
+        with self._lock:
+            flavor = self._flavor(fuel, pooled=pooled)
+            loaded = None
+            if (self.tier_up is not None and flavor.strategy != "cranelift"
+                    and not self.tier_up.pending(digest, fuel)):
+                top = self._flavor(fuel, "cranelift", pooled=pooled)
+                loaded = self._load(top, path, digest, fuel, compile=False)
+                if loaded is not None:
+                    flavor = top
+            if loaded is None:
+                loaded = self._load(flavor, path, digest, fuel)
+        component, how = loaded
+        return component, flavor.engine, flavor.linker, time.perf_counter() - started, how
+
     def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
                  fuel: bool = False) -> tuple[Any, float, str, str]:
         """The best compiled component at hand for running ``artifact``:

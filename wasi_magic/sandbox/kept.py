@@ -56,9 +56,8 @@ class KeptInstance:
         self.cells = 0
         #: Why the instance can no longer run cells (None while it can).
         self.ended: str | None = None
-        component, self.compile_seconds, self.how = runtime.component(target, fuel=fuel,
-                                                                      kept=True)
-        self._engine, linker = runtime.engine_and_linker(fuel=fuel, kept=True)
+        component, self._engine, linker, self.compile_seconds, self.how = runtime.loaded(
+            target, fuel=fuel, kept=True)
         self._sinks: tuple[OutputSink | None, OutputSink | None] = (None, None)
         self._deadline: Deadline | None = None
         self._stdin_dir = tempfile.TemporaryDirectory(prefix="wasi-magic-stdin-") \
