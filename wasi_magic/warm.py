@@ -170,9 +170,9 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     report(f"quick-mode sandbox: {'cached' if built[0].cached else 'built'}")
     from .sessions import session_component
     built.append(session_component(progress=progress))
-    # Sessions keep their instance, with epoch checks, on the runtime's own compiler (a
-    # session started with --fuel compiles its fuel-metering form on first use).
-    runtime.component(built[-1], kept=True)
+    # Sessions keep their instance, on code with epoch checks (a session started with
+    # --fuel compiles its fuel-metering form on first use).
+    warm_compile(runtime, built[-1], one_shot=False)
     report(f"session sandbox: {'cached' if built[-1].cached else 'built'}")
     engine = None
     for cell in cells:
@@ -183,10 +183,10 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         except WasiMagicError as exc:
             report(f"{where}: not built ({str(exc).splitlines()[0]})")
             continue
-        if cell.world:
-            runtime.component(artifact)  # a typed world is loaded on the runtime's own compiler
-        else:
-            warm_compile(runtime, artifact, kept_too=cell.after_kept)
+        # A typed world is loaded and kept; a component saved with -o may be loaded by the
+        # notebook's own code (load(), %wasi inspect, a Runtime in the kernel).
+        warm_compile(runtime, artifact, one_shot=not cell.world,
+                     kept_too=cell.after_kept or cell.output is not None)
         built.append(artifact)
         report(f"{where}: {'cached' if artifact.cached else 'built'}")
         if _matches(cell.output, wasmtime_cache):
@@ -237,18 +237,21 @@ def warm_runtime() -> "Runtime":
     return Runtime(tier_up=False)
 
 
-def warm_compile(runtime: "Runtime", artifact: Artifact, *, kept_too: bool = False) -> None:
-    """Compile ``artifact`` as the sandbox worker runs it, so that no student's kernel
-    recompiles it: its tier-up code (Cranelift without epoch checks; with ``kept_too``,
-    also with them, for runs beside a session or a typed world), or Winch if tier-up is
-    off (``WASI_MAGIC_TIER_UP=0``)."""
+def warm_compile(runtime: "Runtime", artifact: Artifact, *, one_shot: bool = True,
+                 kept_too: bool = False) -> None:
+    """Compile ``artifact`` as wasi-magic will run it, so that no student's kernel
+    recompiles it. With tier-up on (the default), Cranelift code: for one-shot runs in the
+    sandbox worker without epoch checks; for what is kept or loaded (``one_shot=False``:
+    sessions, typed worlds) and, with ``kept_too``, for runs beside those, with them (see
+    :meth:`~wasi_magic.runtime.Runtime.loaded`). With tier-up off, Winch code."""
     from . import tierup
-    if tierup.enabled():
-        runtime.precompile(artifact)
-        if kept_too:
-            runtime.precompile(artifact, epochs=True)
-    else:
+    if not tierup.enabled():
         runtime.component(artifact)
+        return
+    if one_shot:
+        runtime.precompile(artifact)
+    if kept_too or not one_shot:
+        runtime.precompile(artifact, epochs=True)
 
 
 def _notebooks(targets: Iterable[str | Path]) -> Iterator[Path]:

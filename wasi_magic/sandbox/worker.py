@@ -142,8 +142,8 @@ class Worker:
         from ..runtime import default_runtime
         self._use_cache(cache)
         if kept:
-            _, seconds, how = default_runtime().component(target, fuel=fuel, kept=True)
-            return {"seconds": seconds, "how": how, "strategy": default_runtime().strategy}
+            _, _, _, seconds, how = default_runtime().loaded(target, fuel=fuel, kept=True)
+            return {"seconds": seconds, "how": how, "strategy": "kept"}
         # The tier it will run with: Winch, or Cranelift once tier-up made it.
         _, seconds, how, tier = default_runtime().compiled(target, fuel=fuel)
         return {"seconds": seconds, "how": how, "strategy": tier}
