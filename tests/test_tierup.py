@@ -406,6 +406,7 @@ def test_hosts_load_the_warmed_cranelift_code_and_compile_nothing(
         quick_ready, session_ready, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """load(), sessions and ``%wasi inspect`` (Runtime.loaded) after ``warm``: the Cranelift
     entries warm left are used as they are; no Winch compile, no background compile."""
+    import wasi_magic.runtime
     from wasi_magic.inspect import inspect_wasm
     from wasi_magic.runtime import Runtime
     from wasi_magic.warm import warm
@@ -413,6 +414,9 @@ def test_hosts_load_the_warmed_cranelift_code_and_compile_nothing(
     _cache_with_build(root, session_ready)
     monkeypatch.setenv("WASI_MAGIC_CACHE", str(root))
     monkeypatch.setenv("WASI_MAGIC_TIER_UP", "1")
+    # The process's default runtime (``%wasi inspect`` uses it), as a kernel started with
+    # tier-up on has it: this session's was made with tier-up off (see conftest).
+    monkeypatch.setattr(wasi_magic.runtime, "_default", Runtime())
     warm([], report=lambda _: None)
     entries = sorted(root.glob("compiled/*/*.cwasm*"))
     runtime = Runtime(cache=Cache(root))
