@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -184,6 +185,26 @@ def test_a_compile_killed_midway_or_of_a_changed_file_leaves_no_entry(quick_read
     done = subprocess.run(_tierup_command(root, other, quick_ready.sha256), env=env)
     assert done.returncode == 3
     assert _cranelift_entries(root) == []
+
+
+def test_sigterm_mid_compile_ends_the_compile_at_once(quick_ready, tmp_path: Path) -> None:
+    """SIGTERM (sent when its worker ends) stops a compile where it is: the process is
+    ended by the signal itself, not by a handler that could run only when Wasmtime's
+    compile returns (seconds later, a core's worth of CPU after its kernel is gone)."""
+    import psutil
+    root = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.Popen(_tierup_command(root, quick_ready.path, quick_ready.sha256), env=env)
+    process = psutil.Process(child.pid)
+    # Compiling: past the imports (~0.2 s of CPU), far from the end of a Cranelift compile.
+    deadline = time.monotonic() + PATIENCE
+    while sum(process.cpu_times()[:2]) < 1.0 and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait() == -signal.SIGTERM
+    assert _cranelift_entries(root) == []
+    assert not [p for p in root.rglob("*") if p.is_file() and p.suffix != ".lock"]
 
 
 def test_warm_compiles_what_the_worker_runs(quick_ready, session_ready, tmp_path: Path,

@@ -264,6 +264,8 @@ def uses_http(source: str | ast.AST, filename: str = "<cell>") -> bool:
     needs the ``cell-http`` world)."""
     if isinstance(source, ast.AST):
         tree = source
+    elif HTTP_MODULE not in source:
+        return False  # (every import find_imports sees names the module literally)
     else:
         try:
             tree = ast.parse(source, filename=filename)

@@ -81,7 +81,8 @@ def prepare_cell(source: str, limits: Limits | None = None, *, quick: bool = Fal
         if paths:
             raise UsageError("--path needs build mode: the quick-mode sandbox cannot import "
                              "your own modules. Drop --quick.")
-        if uses_http(check_syntax(source)):
+        check_syntax(source)
+        if uses_http(source):
             raise UsageError("wasi_magic_http needs build mode: the quick-mode sandbox has no "
                              "HTTP import. Drop --quick (and grant origins with --allow-http).")
         artifact = quick_sandbox(progress=progress)

@@ -35,6 +35,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ContextManager, Iterator
 
 ENV_VAR = "WASI_MAGIC_TIER_UP"
 _ON, _OFF = ("1", "on", "true", "yes", ""), ("0", "off", "false", "no")
@@ -158,10 +159,13 @@ def _lower_priority(parent: int) -> bool:
 
 
 def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
-                       epochs: bool = True) -> int:
+                       epochs: bool = True,
+                       writing: Callable[[], ContextManager[object]] = contextlib.nullcontext
+                       ) -> int:
     """Compile ``path`` with Cranelift (``epochs``: with epoch checks) into the cache at
     ``cache_root``: exit status 0 if the entry is there (made now, or by someone else
-    first), else non-zero."""
+    first), else non-zero. ``writing()`` surrounds the write of the entry (the one step
+    that leaves a file to clean up if it is cut short)."""
     from wasmtime import component as wcomponent
 
     from .cache import Cache
@@ -182,9 +186,21 @@ def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
             return _CHANGED  # the file changed since it ran: never cache it under that key
         component = wcomponent.Component(flavor.engine, data)
         payload = bytes(component.serialize())
-        entry = cache.put_bytes(section, digest, ".cwasm", payload,
-                                {"source": str(path), "tier": "cranelift"})
+        with writing():
+            entry = cache.put_bytes(section, digest, ".cwasm", payload,
+                                    {"source": str(path), "tier": "cranelift"})
         return 0 if entry is not None else 1
+
+
+@contextlib.contextmanager
+def _exit_between_writes() -> Iterator[None]:
+    """While the entry is written, SIGTERM exits through Python, so that the temporary
+    file is removed; after it, at once again."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument("sha256")
     args = parser.parse_args(argv)
-    # SIGTERM (the parent ended) between writes: exit through Python so that the
-    # temporary file is removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM (the parent ended) keeps its default action, ending the process at once:
+    # while it imports or compiles there is nothing to clean up, and a Python handler
+    # would run only when the compile returns, seconds later (see _exit_between_writes).
     from . import runtime  # noqa: F401
     if not _lower_priority(args.parent):
         return 1
@@ -212,16 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))
     try:
         return compile_into_cache(args.file, args.sha256, args.fuel, args.cache,
-                                  epochs=not args.no_epochs)
+                                  epochs=not args.no_epochs, writing=_exit_between_writes)
     except Exception as exc:  # noqa: BLE001 - reported once in the kernel's log
         print(f"wasi-magic: the tier-up compile of {args.file} failed: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        # The compile is over: nothing is left to clean up, so a SIGTERM from now on ends
-        # the process at once (a SystemExit raised while Python shuts down its threads or
-        # runs its exit hooks would print a traceback).
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ class WorkerProcess:
             [sys.executable, "-m", "wasi_magic.sandbox.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=None, env=env, start_new_session=True)
         self.writer = protocol.Writer(self.proc.stdin)  # type: ignore[arg-type]
-        self.inbox: "queue.Queue[tuple]" = queue.Queue()
+        # (SimpleQueue: a C queue, a cheaper hand-over from the reader thread per message)
+        self.inbox: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         self.ready = threading.Event()
         self.info: dict[str, Any] = {}
         self.loaded: set[tuple] = set()

@@ -256,7 +256,7 @@ def main() -> None:
     os.dup2(2, 1)  # print() and warnings go to stderr, never into the frames
     _cap_memory()
     writer = protocol.Writer(replies)
-    requests: "queue.Queue[tuple | None]" = queue.Queue()
+    requests: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
 
     def read_requests() -> None:
         from . import store
