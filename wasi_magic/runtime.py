@@ -213,17 +213,12 @@ class Runtime:
         path, digest = _source(artifact)
         pooled = False if kept else None
         with self._lock:
-            flavor = self._flavor(fuel, pooled=pooled)
-            loaded = None
-            if (self.tier_up is not None and flavor.strategy != "cranelift"
-                    and not self.tier_up.pending(digest, fuel)):
-                top = self._flavor(fuel, "cranelift", pooled=pooled)
-                loaded = self._load(top, path, digest, fuel, compile=False)
-                if loaded is not None:
-                    flavor = top
-            if loaded is None:
-                loaded = self._load(flavor, path, digest, fuel)
-        component, how = loaded
+            tiered = self._tiered(path, digest, fuel, pooled=pooled)
+            if tiered is not None:
+                flavor, component, how = tiered
+            else:
+                flavor = self._flavor(fuel, pooled=pooled)
+                component, how = self._load(flavor, path, digest, fuel)
         return component, flavor.engine, flavor.linker, time.perf_counter() - started, how
 
     def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
@@ -260,23 +255,32 @@ class Runtime:
         path, digest = _source(artifact)
         base = self._flavor(fuel)
         with self._lock:
-            if self.tier_up is None:
-                return (base, *self._load(base, path, digest, fuel))
             epochs = fuel or self.exit_stop is None
-            top = self._flavor(fuel, "cranelift", epochs=epochs)
-            found = top.components.get(digest)
-            if found is not None:
-                return top, found, "memory"
-            # Never read an entry the background compile may be writing this moment.
-            if not self.tier_up.pending(digest, fuel, epochs):
-                loaded = self._load(top, path, digest, fuel, compile=False)
-                if loaded is not None:
-                    base.components.pop(digest, None)  # swapped: the Winch code is not needed
-                    return (top, *loaded)
+            tiered = self._tiered(path, digest, fuel, epochs=epochs)
+            if tiered is not None:
+                base.components.pop(digest, None)  # swapped: the Winch code is not needed
+                return tiered
             component, how = self._load(base, path, digest, fuel)
-            if self.cache.enabled:
+            if self.tier_up is not None and self.cache.enabled:
                 self.tier_up.request(path, digest, fuel, self.cache.root, epochs=epochs)
             return base, component, how
+
+    def _tiered(self, path: Path, digest: str, fuel: bool, *, pooled: bool | None = None,
+                epochs: bool = True) -> tuple[_Flavor, Any, str] | None:
+        """``(flavor, component, how)`` of the Cranelift code tier-up made, if it is in
+        memory or in the cache; None if tier-up is off or it is not made yet. Never
+        compiles, and never reads an entry the background compile may be writing this
+        moment. Hold ``self._lock``."""
+        if self.tier_up is None:
+            return None
+        top = self._flavor(fuel, "cranelift", pooled=pooled, epochs=epochs)
+        found = top.components.get(digest)
+        if found is not None:
+            return top, found, "memory"
+        if self.tier_up.pending(digest, fuel, epochs):
+            return None
+        loaded = self._load(top, path, digest, fuel, compile=False)
+        return None if loaded is None else (top, *loaded)
 
     def _load(self, flavor: _Flavor, path: Path, digest: str, fuel: bool, *,
               compile: bool = True) -> Any:
