@@ -57,6 +57,17 @@ def test_without_grants_the_same_cell_is_refused(ip, in_sandbox, capsys) -> None
     assert "FileNotFoundError" in err and err.rstrip().endswith("[exit status 1]")
 
 
+def test_the_same_line_expands_its_variables_anew_each_run(ip, in_sandbox, capsys) -> None:
+    """The magic remembers how a line parses; a {variable} in it is still read at each run,
+    and a value that looks like flags stays one argument."""
+    body = "import os, sys\nprint(os.environ['V'], sys.argv[1:])"
+    for value in ("first", "second", "x --dir /::/host"):
+        ip.user_ns["value"] = value
+        result, out, err = cell(ip, "-q --quick --env V={value} -- {value}", body, capsys)
+        assert result.success and err == ""
+        assert out == f"{value} {[value]}\n"
+
+
 def test_capture_into_variables(ip, in_sandbox, capsys) -> None:
     result, out, err = cell(ip, "-q --out OUT --err ERR --result R --dir data::/data "
                                 "--env MY_VAR=hi -- /data/input.txt", HELLO, capsys)

@@ -7,6 +7,8 @@ the sandbox worker.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,29 @@ from .output import format_size
 from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
 from .result import BuildingResult, RunResult
 from .sandbox.supervisor import default_sandbox
+
+
+# A cell is run again and again with the same line (edits change its body): its words
+# and flags are parsed once (argparse alone takes ~0.1 ms, a tenth of a quick run).
+
+@functools.lru_cache(maxsize=64)
+def _split(line: str) -> tuple[str, ...]:
+    """The line's words, as IPython's ``arg_split`` (POSIX) cuts them."""
+    from IPython.utils.process import arg_split
+    return tuple(arg_split(line, posix=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_once(parser: Any, flags: tuple[str, ...]) -> argparse.Namespace:
+    return parser.parse_args(list(flags))
+
+
+def _parsed(parser: Any, flags: tuple[str, ...]) -> argparse.Namespace:
+    """``parser.parse_args(flags)``, remembered; each caller gets its own copy (and its
+    own lists) to change as it likes. A bad flag raises each time (errors are not kept)."""
+    known = vars(_parsed_once(parser, flags))
+    return argparse.Namespace(**{name: list(value) if isinstance(value, list) else value
+                                 for name, value in known.items()})
 
 
 class GuestFailed(WasiMagicError):
@@ -142,7 +167,7 @@ class WasiMagics(Magics):
 
     def _run_cell(self, line: str, cell: str) -> None:
         flags, program_args = cli.split_program_args(self._words(line))
-        ns = self.wasi_cell.parser.parse_args(flags)
+        ns = _parsed(self.wasi_cell.parser, tuple(flags))
         if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):
             raise UsageError("--panel shows the output below the panel; it cannot be combined "
                              "with --out, --err, --result or --raise-error.")
@@ -363,11 +388,10 @@ class WasiMagics(Magics):
         holding ``x --dir /::/host`` (say, a guest's own output) would become
         flags. Expanded word by word, a value stays one argument, whatever it holds.
         """
-        from IPython.utils.process import arg_split
         from IPython.utils.text import DollarFormatter
         formatter = DollarFormatter()
         words = []
-        for word in arg_split(line, posix=True):
+        for word in _split(line):
             if "{" in word or "$" in word:
                 try:
                     word = formatter.vformat(word, args=[], kwargs=self.shell.user_ns)
