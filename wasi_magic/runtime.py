@@ -244,6 +244,21 @@ class Runtime:
         flavor, component, how = self._best(artifact, fuel)
         return component, time.perf_counter() - started, how, flavor.strategy
 
+    def compile_seconds(self, artifact: Artifact | str | os.PathLike[str], *,
+                        fuel: bool = False) -> float | None:
+        """How many seconds this runtime's own compiler took to compile ``artifact``, as
+        recorded in the cache (or the shared cache) when it was compiled, by this or any
+        earlier process (``warm``, a kernel's first run, a tier-up compile); None if the
+        cache holds no such record."""
+        digest = _source(artifact)[1]
+        flavor = self._flavor(fuel)
+        section = f"compiled/{flavor.tag}"
+        meta = self.cache.sealed_meta(section, digest)
+        if meta is None:  # not in this cache: the shared cache's entry, if any
+            entry = self.cache.get(section, digest, ".cwasm")
+            meta = entry.meta if entry is not None else None
+        return recorded_seconds(meta)
+
     def precompile(self, artifact: Artifact | str | os.PathLike[str], *,
                    fuel: bool = False, epochs: bool = False) -> str:
         """Compile ``artifact`` into the cache as the sandbox worker runs it once tier-up is
@@ -298,10 +313,14 @@ class Runtime:
             if not compile:
                 return None
             how = "compiled"
+            started = time.perf_counter()
             component = _compile(flavor.engine, path)
+            # Recorded with the entry: what this compile cost, for whoever later loads it
+            # instead (see :meth:`compile_seconds`).
+            seconds = round(time.perf_counter() - started, 3)
             try:
                 self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
-                                     {"source": str(path)})
+                                     {"source": str(path), "compile_seconds": seconds})
             except wasmtime.WasmtimeError:
                 pass
         _prime(flavor, component, fuel)
@@ -599,6 +618,19 @@ def _run_function(instance: Any, store: Any, name: str) -> Any:
     if func is None:
         raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
     return func
+
+
+#: A recorded compile time above this (an hour) is not believed.
+_MAX_RECORDED = 3600.0
+
+
+def recorded_seconds(meta: dict[str, Any] | None) -> float | None:
+    """The ``compile_seconds`` an entry's metadata records, if it is a plausible number
+    (finite, positive, under an hour: the seal does not cover it), else None."""
+    value = meta.get("compile_seconds") if isinstance(meta, dict) else None
+    if type(value) not in (int, float) or not 0 < value < _MAX_RECORDED:
+        return None  # also NaN (every comparison false) and bool
+    return float(value)
 
 
 def _compile(engine: Any, path: Path) -> Any:
