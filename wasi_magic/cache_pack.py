@@ -133,12 +133,16 @@ def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
         raise PackError(f"unpacks to {written} bytes, not its sealed {size}")
 
 
-def decompress(packed: Path, target: Path, size: int, reference: Path | None) -> None:
+def decompress(packed: Path, target: Path, size: int, reference: Path | None) -> str:
     """Unpack ``packed`` (with ``reference``'s bytes as its dictionary, if given) into
-    ``target``, at most ``size`` bytes. Raises :class:`PackError`."""
+    ``target``, at most ``size`` bytes; returns the sha256 of what it wrote (hashed on
+    the way, so that the caller need not read the file again). Raises :class:`PackError`."""
+    digest = hashlib.sha256()
     with open(target, "wb") as out:
         for block in _blocks(packed, size, reference):
+            digest.update(block)
             out.write(block)
+    return digest.hexdigest()
 
 
 def unpacked_sha256(packed: Path, size: int, reference: Path | None) -> str | None:
