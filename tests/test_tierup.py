@@ -465,3 +465,22 @@ def test_a_compile_is_recorded_with_its_entry(quick_ready, tmp_path: Path) -> No
         assert later.compile_seconds(quick_ready) is None, bad
     # The entry itself is still sealed and loads: only the number is refused.
     assert Runtime(cache=cache, tier_up=False).component(quick_ready)[2] == "deserialized"
+
+
+def test_interface_reads_the_compiled_form_a_run_left_in_memory(quick_ready, tmp_path: Path) -> None:
+    """A component's imports and exports are the same whichever compiler made its code: after
+    a run (here one with fuel, whose code differs), reading them loads or compiles nothing."""
+    from wasi_magic.runtime import Runtime
+    cache = Cache(tmp_path / "cache")
+    runtime = Runtime(cache=cache, tier_up=False)
+    ran = runtime.run(quick_ready, _caps("print('fuelled')"), limits=Limits(fuel=10**10))
+    assert ran.stdout == "fuelled\n"
+    compiled = sorted(cache.root.glob("compiled/*/*.cwasm"))
+    assert len(compiled) == 1 and "-fuel-" in compiled[0].parent.name
+    imports, exports = runtime.interface(quick_ready)
+    assert sorted(cache.root.glob("compiled/*/*.cwasm")) == compiled  # nothing compiled now
+    # The same names as a runtime that compiles (and caches) the component's plain form.
+    other = Runtime(cache=Cache(tmp_path / "other"), tier_up=False)
+    assert other.interface(quick_ready) == (imports, exports)
+    assert any(name.startswith("wasi:cli/run@") for name in exports)
+    assert any(name.startswith("wasi:filesystem/") for name in imports)

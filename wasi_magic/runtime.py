@@ -226,6 +226,20 @@ class Runtime:
         component, how = loaded
         return component, flavor.engine, flavor.linker, time.perf_counter() - started, how
 
+    def interface(self, artifact: Artifact | str | os.PathLike[str]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What ``artifact`` imports and exports, by name. Read from any compiled form of it
+        already in memory (every compiler's has the same types: after a run, nothing is
+        loaded again), else from the one :meth:`loaded` gives."""
+        digest = _source(artifact)[1]
+        with self._lock:
+            for flavor in self._flavors.values():
+                component = flavor.components.get(digest)
+                if component is not None:
+                    return _names(component, flavor.engine)
+        component, engine, _, _, _ = self.loaded(artifact)
+        return _names(component, engine)
+
     def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
                  fuel: bool = False) -> tuple[Any, float, str, str]:
         """The best compiled component at hand for running ``artifact``:
@@ -618,6 +632,11 @@ def _run_function(instance: Any, store: Any, name: str) -> Any:
     if func is None:
         raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
     return func
+
+
+def _names(component: Any, engine: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A compiled component's imports and exports, by name."""
+    return tuple(component.type.imports(engine)), tuple(component.type.exports(engine))
 
 
 #: A recorded compile time above this (an hour) is not believed.
