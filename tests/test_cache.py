@@ -171,3 +171,42 @@ def test_the_sealing_key_is_private_and_outside_the_cache() -> None:
     path = key_path()
     assert path.stat().st_mode & 0o077 == 0 and len(path.read_bytes()) == 32
     assert not path.is_relative_to(cache_dir())
+
+
+def test_a_remembered_hash_never_hides_a_change(tmp_path: Path) -> None:
+    """A process remembers the sha256 of an entry it verified (or unpacked), so that the
+    next look does not read it again; a write to the file, even in place and of the same
+    size, changes its ctime, and the entry is read, and refused, again."""
+    import time
+    cache = Cache(tmp_path / "cache")
+    payload = b"\0asm" + bytes(range(256)) * 64
+    entry = cache.put_bytes("builds", "k", ".wasm", payload, {})
+    assert entry is not None
+    assert cache.get("builds", "k", ".wasm") is not None  # hashed now: just written
+    time.sleep(0.2)  # a wait, not a timing: settled files' hashes are remembered
+    assert cache.get("builds", "k", ".wasm") is not None  # hashed, and remembered
+    assert cache.get("builds", "k", ".wasm") is not None  # from memory
+    with open(entry.path, "r+b") as data:  # in place: same inode, same size
+        data.seek(10)
+        data.write(b"\xff")
+    assert cache.get("builds", "k", ".wasm") is None  # read again, refused, removed
+    assert not entry.path.exists()
+
+
+def test_an_unpacked_entry_changed_after_unpacking_is_refused(tmp_path: Path) -> None:
+    """Unpacking hashes what it writes, which spares reading the file again right after;
+    a change made after that is still caught on the next look."""
+    from wasi_magic.cache_pack import pack_cache
+    cache = Cache(tmp_path / "cache")
+    names = [str(index) * 32 for index in range(3)]  # keys as wasi-magic makes them
+    for index, name in enumerate(names):
+        cache.put_bytes("builds", name, ".wasm", b"\0asm" + bytes([index]) * 50_000, {})
+    pack_cache(cache, report=lambda _: None)
+    assert not (cache.root / "builds" / f"{names[1]}.wasm").exists()
+    fresh = Cache(tmp_path / "cache")  # another process: nothing remembered
+    entry = fresh.get("builds", names[1], ".wasm")
+    assert entry is not None and entry.path.read_bytes() == b"\0asm" + bytes([1]) * 50_000
+    with open(entry.path, "r+b") as data:
+        data.seek(100)
+        data.write(b"\xff")
+    assert fresh.get("builds", names[1], ".wasm") is None

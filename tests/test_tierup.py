@@ -66,6 +66,9 @@ def test_a_run_then_the_background_compile_then_cranelift(quick_ready, tmp_path:
     [entry] = _cranelift_entries(cache.root)
     assert entry.stem == quick_ready.sha256
     assert cache.get(entry.parent.relative_to(cache.root).as_posix(), entry.stem, ".cwasm")
+    # The compile recorded what it cost, for a Cranelift runtime that loads it instead.
+    recorded = Runtime(strategy="cranelift", cache=cache, tier_up=False).compile_seconds(quick_ready)
+    assert recorded is not None and recorded > 0
 
     # The same runtime swaps it in, then keeps it in memory.
     second = runtime.run(quick_ready, _caps("print(6 * 8)"))
@@ -457,3 +460,48 @@ def test_hosts_load_the_warmed_cranelift_code_and_compile_nothing(
     component, engine, _, _, how = plain.loaded(quick_ready)
     assert how == "compiled" and engine is plain.engine
     assert list(root.glob("compiled/*-winch-*/*.cwasm"))
+
+
+def test_a_compile_is_recorded_with_its_entry(quick_ready, tmp_path: Path) -> None:
+    """The seconds a compile took are kept with the cached entry, for whoever loads it
+    instead; the seal does not cover them, so a record that is not a plausible number is
+    ignored."""
+    import json
+    from wasi_magic.runtime import Runtime
+    cache = Cache(tmp_path / "cache")
+    runtime = Runtime(cache=cache, tier_up=False)
+    assert runtime.compile_seconds(quick_ready) is None  # nothing compiled yet
+    _, seconds, how = runtime.component(quick_ready)
+    assert how == "compiled"
+    recorded = runtime.compile_seconds(quick_ready)
+    assert recorded is not None and 0 < recorded <= seconds
+    later = Runtime(cache=cache, tier_up=False)  # as another process would
+    assert later.component(quick_ready)[2] == "deserialized"
+    assert later.compile_seconds(quick_ready) == recorded
+    [meta_path] = cache.root.glob("compiled/*-winch-*/*.json")
+    for bad in ("1.5", -1, 0, True, 1e9, float("nan"), None):
+        meta = json.loads(meta_path.read_text())
+        meta["compile_seconds"] = bad
+        meta_path.write_text(json.dumps(meta))
+        assert later.compile_seconds(quick_ready) is None, bad
+    # The entry itself is still sealed and loads: only the number is refused.
+    assert Runtime(cache=cache, tier_up=False).component(quick_ready)[2] == "deserialized"
+
+
+def test_interface_reads_the_compiled_form_a_run_left_in_memory(quick_ready, tmp_path: Path) -> None:
+    """A component's imports and exports are the same whichever compiler made its code: after
+    a run (here one with fuel, whose code differs), reading them loads or compiles nothing."""
+    from wasi_magic.runtime import Runtime
+    cache = Cache(tmp_path / "cache")
+    runtime = Runtime(cache=cache, tier_up=False)
+    ran = runtime.run(quick_ready, _caps("print('fuelled')"), limits=Limits(fuel=10**10))
+    assert ran.stdout == "fuelled\n"
+    compiled = sorted(cache.root.glob("compiled/*/*.cwasm"))
+    assert len(compiled) == 1 and "-fuel-" in compiled[0].parent.name
+    imports, exports = runtime.interface(quick_ready)
+    assert sorted(cache.root.glob("compiled/*/*.cwasm")) == compiled  # nothing compiled now
+    # The same names as a runtime that compiles (and caches) the component's plain form.
+    other = Runtime(cache=Cache(tmp_path / "other"), tier_up=False)
+    assert other.interface(quick_ready) == (imports, exports)
+    assert any(name.startswith("wasi:cli/run@") for name in exports)
+    assert any(name.startswith("wasi:filesystem/") for name in imports)

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from typing import Any, Iterator
 import platformdirs
 
 ENV_VAR = "WASI_MAGIC_CACHE"
+#: A file last changed longer ago than this (ns) has a ctime that no later write can repeat.
+_SETTLED_NS = 100_000_000
 #: The packed form of ``<name><suffix>`` is ``<name><suffix>.zst`` (:mod:`.cache_pack`).
 PACKED = ".zst"
 
@@ -110,6 +113,12 @@ def verified(section: str, name: str, data: Path, meta: dict[str, Any],
             and file_sha256(data) == meta["sha256"])
 
 
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    """What identifies a file's bytes between two looks at it: device, inode, size, mtime,
+    ctime (any write changes the last two, and no one can set a ctime)."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 @dataclass(frozen=True)
 class Entry:
     """A verified cache entry: the data file and its metadata."""
@@ -134,6 +143,11 @@ class Cache:
         self._key, self._public, self._layered = key, public, layered
         self._warned = False
         self._checked = False
+        #: sha256 of data files this process hashed (or unpacked) already, by the file's
+        #: identity: device, inode, size, mtime and ctime. Entries are never rewritten in
+        #: place (a new one is a new file, renamed in), and no one can set a file's ctime,
+        #: so a file that still has that identity still has those bytes.
+        self._hashed: dict[Path, tuple[tuple[int, ...], str]] = {}
 
     def _check_root(self) -> None:
         """Use the cache folder only if no one else can write it; else a private one.
@@ -217,12 +231,14 @@ class Cache:
         packed = folder / f"{name}{suffix}{PACKED}"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            unpacked = None
             if not data.exists() and packed.exists():
-                self._unpack(folder, section, name, suffix, depth)
+                unpacked = self._unpack(folder, section, name, suffix, depth)
             # The metadata must carry our own seal over (section, name, size, sha256), and
             # the data must have that sha256: an entry written by anything but wasi-magic
             # (which would need the key, kept outside the cache) is rebuilt, never loaded.
-            if verified(section, name, data, meta, self._key):
+            if (sealed(section, name, meta, self._key)
+                    and self._sha256(data, meta["size"], unpacked) == meta["sha256"]):
                 return Entry(data, meta)
         except _NoRoom:
             if depth:
@@ -236,6 +252,29 @@ class Cache:
         self.discard(section, name, suffix)
         return None
 
+    def _sha256(self, data: Path, size: int,
+                unpacked: tuple[str, tuple[int, ...]] | None = None) -> str | None:
+        """The sha256 of ``data`` if it is ``size`` bytes long (else None). Not read again
+        if this process has its hash: ``unpacked`` (``(sha256, identity)`` of the file
+        just unpacked), or an earlier hash while the file keeps its identity."""
+        info = data.stat()
+        if info.st_size != size:
+            return None
+        identity = _identity(info)
+        if unpacked is not None and unpacked[1] == identity:
+            return unpacked[0]
+        known = self._hashed.get(data)
+        if known is not None and known[0] == identity:
+            return known[1]
+        digest = file_sha256(data)
+        # Kept only for a file last changed well before it was hashed: a later write then
+        # gets a later ctime (timestamps advance in ticks of a few ms), never the same.
+        if time.time_ns() - info.st_ctime_ns > _SETTLED_NS:
+            if len(self._hashed) >= 4096:  # a bound, never reached by a course's cells
+                self._hashed.clear()
+            self._hashed[data] = (identity, digest)
+        return digest
+
     def sealed_meta(self, section: str, name: str) -> dict[str, Any] | None:
         """The metadata of ``section/name`` if it carries this cache's seal (the data is
         not checked), else None."""
@@ -245,11 +284,14 @@ class Cache:
             return None
         return meta if sealed(section, name, meta, self._key) else None
 
-    def _unpack(self, folder: Path, section: str, name: str, suffix: str, depth: int) -> None:
+    def _unpack(self, folder: Path, section: str, name: str, suffix: str,
+                depth: int) -> tuple[str, tuple[int, ...]] | None:
         """Unpack the packed entry ``section/name`` into its data file (atomically; two
         kernels doing it at once both succeed). Its dictionary, if it has one, is taken
         with :meth:`_get_own` first, so it is verified (and unpacked) too. The caller
-        verifies the result. Raises PackError (or OSError) if it cannot be unpacked."""
+        verifies the result: returned is ``(sha256, identity)`` of the file unpacked (None
+        if the file in place is another by now). Raises PackError (or OSError) if it
+        cannot be unpacked."""
         from .cache_pack import PackError, decompress, dictionary_path
         # Read again: `cache pack` may have packed it since the caller read it.
         meta = self.sealed_meta(section, name)
@@ -262,14 +304,23 @@ class Cache:
         # data file. (Unpacked: ~+10% on disk, for entries in use.)
         try:
             with _temp_path(folder, suffix) as tmp:
-                decompress(folder / f"{name}{suffix}{PACKED}", Path(tmp), meta["size"],
-                           reference)
+                digest = decompress(folder / f"{name}{suffix}{PACKED}", Path(tmp),
+                                    meta["size"], reference)
                 self._publish(tmp)
-                os.replace(tmp, folder / f"{name}{suffix}")
+                written = os.stat(tmp)
+                target = folder / f"{name}{suffix}"
+                os.replace(tmp, target)
+                # The hash of what was written holds for the file now in place if it is
+                # still that file (the rename changed its ctime, nothing else); if not,
+                # the caller's check hashes it again.
+                found = target.stat()
+                if _identity(found)[:4] == _identity(written)[:4]:
+                    return digest, _identity(found)
         except OSError as exc:
             if no_room(exc):
                 raise _NoRoom() from exc
             raise
+        return None
 
     def pack_entry(self, section: str, name: str, suffix: str, entry: Entry,
                    dictionary: Any, ref: dict[str, str] | None,

@@ -21,7 +21,10 @@ capped at the sealed size, and the caller checks its sha256 against the seal.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -92,8 +95,16 @@ def zstd_dict(reference: Path | None) -> zstandard.ZstdCompressionDict | None:
     hold ~2x its size (~100 MiB) in every kernel and sandbox worker."""
     if reference is None:
         return None
-    return zstandard.ZstdCompressionDict(reference.read_bytes(),
-                                         dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    with open(reference, "rb") as source:
+        if os.fstat(source.fileno()).st_size == 0:
+            return zstandard.ZstdCompressionDict(b"", dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        # Mapped, not read: the dictionary copies the bytes anyway (one copy, not two).
+        mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return zstandard.ZstdCompressionDict(mapped, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    finally:
+        with contextlib.suppress(BufferError):  # (a dictionary that kept a view keeps it)
+            mapped.close()
 
 
 def compress(source: Path, target: Path,
@@ -133,12 +144,16 @@ def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
         raise PackError(f"unpacks to {written} bytes, not its sealed {size}")
 
 
-def decompress(packed: Path, target: Path, size: int, reference: Path | None) -> None:
+def decompress(packed: Path, target: Path, size: int, reference: Path | None) -> str:
     """Unpack ``packed`` (with ``reference``'s bytes as its dictionary, if given) into
-    ``target``, at most ``size`` bytes. Raises :class:`PackError`."""
+    ``target``, at most ``size`` bytes; returns the sha256 of what it wrote (hashed on
+    the way, so that the caller need not read the file again). Raises :class:`PackError`."""
+    digest = hashlib.sha256()
     with open(target, "wb") as out:
         for block in _blocks(packed, size, reference):
+            digest.update(block)
             out.write(block)
+    return digest.hexdigest()
 
 
 def unpacked_sha256(packed: Path, size: int, reference: Path | None) -> str | None:

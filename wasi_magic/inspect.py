@@ -173,7 +173,5 @@ def inspect_wasm(path: str | os.PathLike[str],
         imports, exports = interface(file)
     else:
         from .runtime import default_runtime
-        component, engine, _, _, _ = default_runtime().loaded(file)
-        imports = tuple(component.type.imports(engine))
-        exports = tuple(component.type.exports(engine))
+        imports, exports = default_runtime().interface(file)
     return WasmInfo(file, kind, len(data), imports, exports)

@@ -221,6 +221,20 @@ class Runtime:
                 component, how = self._load(flavor, path, digest, fuel)
         return component, flavor.engine, flavor.linker, time.perf_counter() - started, how
 
+    def interface(self, artifact: Artifact | str | os.PathLike[str]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What ``artifact`` imports and exports, by name. Read from any compiled form of it
+        already in memory (every compiler's has the same types: after a run, nothing is
+        loaded again), else from the one :meth:`loaded` gives."""
+        digest = _source(artifact)[1]
+        with self._lock:
+            for flavor in self._flavors.values():
+                component = flavor.components.get(digest)
+                if component is not None:
+                    return _names(component, flavor.engine)
+        component, engine, _, _, _ = self.loaded(artifact)
+        return _names(component, engine)
+
     def compiled(self, artifact: Artifact | str | os.PathLike[str], *,
                  fuel: bool = False) -> tuple[Any, float, str, str]:
         """The best compiled component at hand for running ``artifact``:
@@ -238,6 +252,21 @@ class Runtime:
         started = time.perf_counter()
         flavor, component, how = self._best(artifact, fuel)
         return component, time.perf_counter() - started, how, flavor.strategy
+
+    def compile_seconds(self, artifact: Artifact | str | os.PathLike[str], *,
+                        fuel: bool = False) -> float | None:
+        """How many seconds this runtime's own compiler took to compile ``artifact``, as
+        recorded in the cache (or the shared cache) when it was compiled, by this or any
+        earlier process (``warm``, a kernel's first run, a tier-up compile); None if the
+        cache holds no such record."""
+        digest = _source(artifact)[1]
+        flavor = self._flavor(fuel)
+        section = f"compiled/{flavor.tag}"
+        meta = self.cache.sealed_meta(section, digest)
+        if meta is None:  # not in this cache: the shared cache's entry, if any
+            entry = self.cache.get(section, digest, ".cwasm")
+            meta = entry.meta if entry is not None else None
+        return recorded_seconds(meta)
 
     def precompile(self, artifact: Artifact | str | os.PathLike[str], *,
                    fuel: bool = False, epochs: bool = False) -> str:
@@ -302,10 +331,14 @@ class Runtime:
             if not compile:
                 return None
             how = "compiled"
+            started = time.perf_counter()
             component = _compile(flavor.engine, path)
+            # Recorded with the entry: what this compile cost, for whoever later loads it
+            # instead (see :meth:`compile_seconds`).
+            seconds = round(time.perf_counter() - started, 3)
             try:
                 self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
-                                     {"source": str(path)})
+                                     {"source": str(path), "compile_seconds": seconds})
             except wasmtime.WasmtimeError:
                 pass
         _prime(flavor, component, fuel)
@@ -603,6 +636,24 @@ def _run_function(instance: Any, store: Any, name: str) -> Any:
     if func is None:
         raise RuntimeFailure(f"{name} does not export {RUN_EXPORT}: it is not a wasi:cli command.")
     return func
+
+
+def _names(component: Any, engine: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A compiled component's imports and exports, by name."""
+    return tuple(component.type.imports(engine)), tuple(component.type.exports(engine))
+
+
+#: A recorded compile time above this (an hour) is not believed.
+_MAX_RECORDED = 3600.0
+
+
+def recorded_seconds(meta: dict[str, Any] | None) -> float | None:
+    """The ``compile_seconds`` an entry's metadata records, if it is a plausible number
+    (finite, positive, under an hour: the seal does not cover it), else None."""
+    value = meta.get("compile_seconds") if isinstance(meta, dict) else None
+    if type(value) not in (int, float) or not 0 < value < _MAX_RECORDED:
+        return None  # also NaN (every comparison false) and bool
+    return float(value)
 
 
 def _compile(engine: Any, path: Path) -> Any:

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,11 +185,14 @@ def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
             return _CHANGED  # the file changed since it ran: never cache it under that key
+        started = time.perf_counter()
         component = wcomponent.Component(flavor.engine, data)
+        seconds = round(time.perf_counter() - started, 3)
         payload = bytes(component.serialize())
         with writing():
             entry = cache.put_bytes(section, digest, ".cwasm", payload,
-                                    {"source": str(path), "tier": "cranelift"})
+                                    {"source": str(path), "tier": "cranelift",
+                                     "compile_seconds": seconds})
         return 0 if entry is not None else 1
 
 

@@ -152,8 +152,7 @@ class Worker:
         """What a component imports (``wasi:filesystem/preopens@0.2.9`` …) and exports."""
         from ..runtime import default_runtime
         self._use_cache(cache)
-        component, engine, _, _, _ = default_runtime().loaded(target)
-        return tuple(component.type.imports(engine)), tuple(component.type.exports(engine))
+        return default_runtime().interface(target)
 
     def _do_load(self, rid: int, target: Any, options: dict, cache: str | None) -> dict:
         """Load a typed-world component; its exported functions, described."""
