@@ -17,6 +17,8 @@ import platformdirs
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: What the test cache keeps between runs on one machine (a run adds several GiB).
+TEST_CACHE_LIMIT = 20 << 30
 GUESTS = Path(__file__).resolve().parent / "guests"
 
 
@@ -38,6 +40,11 @@ def shared_cache() -> Path:
     # tests that check how a run found its component would depend on timing. It is on
     # only in the tests about it (tests/test_tierup.py).
     os.environ["WASI_MAGIC_TIER_UP"] = "0"
+    # The session's shared builds must stay while it runs (no eviction mid-session); the
+    # cache that persists between runs is trimmed once, before anything is built.
+    from wasi_magic.cache import Cache
+    Cache(root).trim(TEST_CACHE_LIMIT)
+    os.environ["WASI_MAGIC_CACHE_LIMIT"] = "0"
     yield root
     if old is None:
         os.environ.pop("WASI_MAGIC_CACHE", None)

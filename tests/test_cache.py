@@ -210,3 +210,83 @@ def test_an_unpacked_entry_changed_after_unpacking_is_refused(tmp_path: Path) ->
         data.seek(100)
         data.write(b"\xff")
     assert fresh.get("builds", names[1], ".wasm") is None
+
+
+def _aged(cache: Cache, section: str, name: str, seconds_ago: float) -> None:
+    """Make entry ``name`` look last used ``seconds_ago`` (its files' mtimes)."""
+    import time
+    when = time.time() - seconds_ago
+    for path in (cache.root / section).glob(f"{name}.*"):
+        os.utime(path, (when, when))
+
+
+def _entry_bytes(cache: Cache) -> int:
+    return sum(p.stat().st_size for section in ("builds", "compiled")
+               for p in (cache.root / section).rglob("*") if p.is_file()
+               and not p.name.startswith("."))
+
+
+def test_a_full_cache_evicts_what_was_used_longest_ago(tmp_path: Path, monkeypatch) -> None:
+    """Past ``$WASI_MAGIC_CACHE_LIMIT`` a write evicts the least recently used entries (an
+    entry read counts as used); what was used in the last ten minutes stays. (Ages are
+    set on the files, not waited for.)"""
+    from wasi_magic.cache import RECENT
+    cache = Cache(tmp_path / "cache")
+    names = [f"{index:032x}" for index in range(5)]
+    for index, name in enumerate(names):
+        cache.put_bytes("builds", name, ".wasm", b"\0asm" + bytes([index]) * 100_000, {})
+        _aged(cache, "builds", name, 3600 * (10 - index))  # names[0] used longest ago
+    assert cache.get("builds", names[0], ".wasm") is not None  # used now: the newest
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", "350KB")
+    cache.put_bytes("builds", "f" * 32, ".wasm", b"\0asm" + b"\xff" * 100_000, {})
+    kept = sorted(p.stem for p in (cache.root / "builds").glob("*.wasm"))
+    assert kept == sorted([names[0], names[4], "f" * 32])  # names[1..3] went, oldest first
+    assert not list((cache.root / "builds").glob(f"{names[1]}.*"))  # data and metadata
+    assert _entry_bytes(cache) <= 350_000
+    assert cache.get("builds", names[4], ".wasm") is not None  # what stays is intact
+
+    # Used in the last ten minutes: kept, even over the limit.
+    for name in (names[0], names[4]):
+        _aged(cache, "builds", name, RECENT / 2)
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", "1KB")
+    cache.put_bytes("builds", "e" * 32, ".wasm", b"\0asm" * 10, {})
+    assert len(list((cache.root / "builds").glob("*.wasm"))) == 4
+
+
+def test_no_limit_and_a_bad_limit(tmp_path: Path, monkeypatch) -> None:
+    """``0`` keeps everything; a value that is not a size is named in one warning and the
+    default (5 GiB) applies."""
+    from wasi_magic.cache import DEFAULT_LIMIT, cache_limit
+    cache = Cache(tmp_path / "cache")
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", "0")
+    for index in range(3):
+        cache.put_bytes("builds", f"{index:032x}", ".wasm", b"\0asm" * 1000, {})
+        _aged(cache, "builds", f"{index:032x}", 3600)
+    assert len(list((cache.root / "builds").glob("*.wasm"))) == 3
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", "lots")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache_limit() == DEFAULT_LIMIT
+    assert len(caught) == 1 and "WASI_MAGIC_CACHE_LIMIT 'lots'" in str(caught[0].message)
+
+
+def test_a_packed_entry_keeps_its_packed_file(tmp_path: Path, monkeypatch) -> None:
+    """Evicting a packed entry deletes only its unpacked copy: the next use unpacks it
+    again (a Binder image's packed cache is never lost)."""
+    from wasi_magic.cache_pack import pack_cache
+    cache = Cache(tmp_path / "cache")
+    names = [str(index) * 32 for index in range(3)]
+    for index, name in enumerate(names):
+        cache.put_bytes("builds", name, ".wasm", b"\0asm" + bytes([index]) * 200_000, {})
+    pack_cache(cache, report=lambda _: None)
+    fresh = Cache(tmp_path / "cache")
+    assert fresh.get("builds", names[1], ".wasm") is not None  # unpacked now
+    _aged(fresh, "builds", names[1], 3600)
+    packed_bytes = fresh.info()["builds"]["packed_bytes"]
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", str(packed_bytes + 250_000))
+    fresh.put_bytes("builds", "a" * 32, ".wasm", b"\0asm" + b"\x01" * 200_000, {})
+    folder = cache.root / "builds"
+    assert not (folder / f"{names[1]}.wasm").exists()
+    assert (folder / f"{names[1]}.wasm.zst").exists() and (folder / f"{names[1]}.json").exists()
+    again = Cache(tmp_path / "cache").get("builds", names[1], ".wasm")
+    assert again is not None and again.path.read_bytes() == b"\0asm" + bytes([1]) * 200_000

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -40,6 +42,30 @@ ENV_VAR = "WASI_MAGIC_CACHE"
 _SETTLED_NS = 100_000_000
 #: The packed form of ``<name><suffix>`` is ``<name><suffix>.zst`` (:mod:`.cache_pack`).
 PACKED = ".zst"
+#: How large a user's cache may grow (``$WASI_MAGIC_CACHE_LIMIT``: a size, or 0 for no limit).
+LIMIT_VAR = "WASI_MAGIC_CACHE_LIMIT"
+DEFAULT_LIMIT = 5 << 30
+#: Entries used this recently (seconds) are never evicted, whatever the limit: a kernel may
+#: be about to load what it just built.
+RECENT = 600.0
+
+
+def cache_limit() -> int:
+    """The most bytes the user's cache keeps (``$WASI_MAGIC_CACHE_LIMIT``, default 5 GiB;
+    0: no limit). A value that is not a size is reported once and the default kept."""
+    from .errors import UsageError
+    from .limits import parse_size
+    text = os.environ.get(LIMIT_VAR, "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    if text in ("0", "none"):
+        return 0
+    try:
+        return parse_size(text, LIMIT_VAR)
+    except UsageError as exc:
+        warnings.warn(f"wasi-magic: {exc} Keeping the default, 5GiB.", RuntimeWarning,
+                      stacklevel=2)
+        return DEFAULT_LIMIT
 
 
 def cache_dir() -> Path:
@@ -239,6 +265,7 @@ class Cache:
             # (which would need the key, kept outside the cache) is rebuilt, never loaded.
             if (sealed(section, name, meta, self._key)
                     and self._sha256(data, meta["size"], unpacked) == meta["sha256"]):
+                self._used(meta_path)
                 return Entry(data, meta)
         except _NoRoom:
             if depth:
@@ -374,6 +401,7 @@ class Cache:
         except OSError as exc:
             self._disable(exc)
             return None
+        self._trim_if_full()
         return Entry(data, meta)
 
     def put_bytes(self, section: str, name: str, suffix: str, payload: bytes,
@@ -395,6 +423,7 @@ class Cache:
         except OSError as exc:
             self._disable(exc)
             return None
+        self._trim_if_full()
         return Entry(data, meta)
 
     def _publish(self, tmp: str) -> None:
@@ -470,6 +499,75 @@ class Cache:
                                  "packed_bytes": packed, "unpacked_bytes": unpacked}
             total += packed + unpacked
         return {"path": str(self.root), "enabled": self.enabled, "bytes": total, **sections}
+
+    # --- a bounded size: the least recently used entries go first ------------------------
+
+    def _own(self) -> bool:
+        """Whether this is a user's own cache (not a shared one, filled or read)."""
+        return self._key is None and not self._public
+
+    def _used(self, meta_path: Path) -> None:
+        """Mark an entry as used now (its metadata's mtime), for :meth:`trim`."""
+        if self._own():
+            with contextlib.suppress(OSError):
+                os.utime(meta_path)
+
+    def _trim_if_full(self) -> None:
+        if self._own():
+            limit = cache_limit()
+            if limit:
+                self.trim(limit)
+
+    def trim(self, limit: int) -> int:
+        """Evict the least recently used entries until the cache holds at most ``limit``
+        bytes; returns the bytes freed. Of a packed entry only its unpacked copy goes (the
+        packed file stays, and is unpacked again when next used). Entries used in the last
+        :data:`RECENT` seconds stay, even over the limit. One process trims at a time."""
+        groups = self._groups()
+        total = sum(size for size, _, _ in groups.values())
+        if total <= limit:
+            return 0
+        freed = 0
+        with contextlib.suppress(OSError), open(self.root / ".trim.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another process is trimming this cache
+            now = time.time()
+            for (folder, name), (size, used, files) in sorted(groups.items(),
+                                                               key=lambda item: item[1][1]):
+                if total - freed <= limit or now - used < RECENT:
+                    break
+                packed = any(path.name.endswith(PACKED) for path in files)
+                for path in files:
+                    if packed and (path.name.endswith(PACKED) or path.suffix == ".json"):
+                        continue  # a packed entry keeps its packed file
+                    with contextlib.suppress(OSError):
+                        freed += path.stat().st_size
+                        path.unlink()
+        return freed
+
+    def _groups(self) -> dict[tuple[Path, str], tuple[int, float, list[Path]]]:
+        """Every entry of the cache: (folder, name) -> (bytes it takes, when it was last
+        used, its files). Temporary and lock files (names starting with '.') are left out."""
+        groups: dict[tuple[Path, str], tuple[int, float, list[Path]]] = {}
+        for section in ("builds", "compiled"):
+            folder = self.root / section
+            if not folder.is_dir():
+                continue
+            for path in folder.rglob("*"):
+                if path.name.startswith("."):
+                    continue
+                try:
+                    info = path.lstat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                key = (path.parent, path.name.split(".", 1)[0])
+                size, used, files = groups.get(key, (0, 0.0, []))
+                groups[key] = (size + info.st_size, max(used, info.st_mtime), files + [path])
+        return groups
 
     def clear(self) -> int:
         """Delete every entry; returns the bytes freed."""
