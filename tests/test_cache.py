@@ -290,3 +290,24 @@ def test_a_packed_entry_keeps_its_packed_file(tmp_path: Path, monkeypatch) -> No
     assert (folder / f"{names[1]}.wasm.zst").exists() and (folder / f"{names[1]}.json").exists()
     again = Cache(tmp_path / "cache").get("builds", names[1], ".wasm")
     assert again is not None and again.path.read_bytes() == b"\0asm" + bytes([1]) * 200_000
+
+
+def test_trimming_never_follows_a_link_out_of_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """A symbolic link planted in the cache (to a folder, or to a file) is not followed:
+    the files it points at stay, however old."""
+    cache = Cache(tmp_path / "cache")
+    cache.put_bytes("builds", "a" * 32, ".wasm", b"\0asm" * 1000, {})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / f"{'b' * 32}.wasm").write_bytes(b"keep me" * 1000)
+    (outside / "note.txt").write_bytes(b"keep me too" * 1000)
+    (cache.root / "compiled" / "linked").parent.mkdir(parents=True, exist_ok=True)
+    (cache.root / "compiled" / "linked").symlink_to(outside, target_is_directory=True)
+    (cache.root / "builds" / f"{'c' * 32}.wasm").symlink_to(outside / "note.txt")
+    for path in (outside / f"{'b' * 32}.wasm", outside / "note.txt"):
+        os.utime(path, (0, 0))
+    _aged(cache, "builds", "a" * 32, 3600)
+    monkeypatch.setenv("WASI_MAGIC_CACHE_LIMIT", "1KB")
+    cache.put_bytes("builds", "d" * 32, ".wasm", b"\0asm" * 10, {})
+    assert not (cache.root / "builds" / f"{'a' * 32}.wasm").exists()  # the old entry went
+    assert sorted(p.name for p in outside.iterdir()) == [f"{'b' * 32}.wasm", "note.txt"]
