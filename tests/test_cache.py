@@ -193,6 +193,65 @@ def test_a_remembered_hash_never_hides_a_change(tmp_path: Path) -> None:
     assert not entry.path.exists()
 
 
+def _settled_entry(tmp_path: Path) -> tuple[Cache, Path]:
+    """An entry verified once by a first process (its file settled: see test above)."""
+    import time
+    cache = Cache(tmp_path / "cache")
+    entry = cache.put_bytes("builds", "k", ".wasm", b"\0asm" + bytes(range(256)) * 64, {})
+    assert entry is not None
+    time.sleep(0.2)
+    assert Cache(tmp_path / "cache").get("builds", "k", ".wasm") is not None
+    return cache, entry.path
+
+
+def test_a_verified_entry_is_not_read_again_by_the_next_process(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The verdict on an intact, settled file is kept in its metadata, under the cache's
+    key: the next process (every kernel and worker) trusts it without hashing the file
+    while the file keeps its identity."""
+    import wasi_magic.cache as cache_module
+    _, data = _settled_entry(tmp_path)
+    hashed: list[Path] = []
+    real = cache_module.file_sha256
+    monkeypatch.setattr(cache_module, "file_sha256", lambda path: hashed.append(path) or real(path))
+    assert Cache(tmp_path / "cache").get("builds", "k", ".wasm") is not None
+    assert hashed == []
+    # The same bytes written again (a new inode, as a rebuild renames a new file in):
+    # a new identity, so the file is hashed again.
+    data.write_bytes(data.read_bytes())
+    assert Cache(tmp_path / "cache").get("builds", "k", ".wasm") is not None
+    assert hashed == [data]
+
+
+def test_a_recorded_verdict_never_hides_a_change(tmp_path: Path) -> None:
+    """An in-place write of the same size with the old mtime put back still changes the
+    file's ctime: the next process reads the file again, and refuses it."""
+    _, data = _settled_entry(tmp_path)
+    before = data.stat()
+    with open(data, "r+b") as handle:
+        handle.seek(10)
+        handle.write(b"\xff")
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert Cache(tmp_path / "cache").get("builds", "k", ".wasm") is None
+    assert not data.exists()
+
+
+def test_a_verdict_not_made_with_the_key_is_not_believed(tmp_path: Path) -> None:
+    """Anyone who can write the cache could write a verdict for a file they replaced;
+    without the key (kept outside the cache) its digest is wrong, and the file is read."""
+    _, data = _settled_entry(tmp_path)
+    meta_path = data.with_suffix(".json")
+    with open(data, "r+b") as handle:  # replaced in place...
+        handle.seek(10)
+        handle.write(b"\xff")
+    meta = json.loads(meta_path.read_text())
+    info = data.stat()  # ...and a verdict forged for the file as it is now
+    meta["checked"]["identity"] = [info.st_dev, info.st_ino, info.st_size,
+                                   info.st_mtime_ns, info.st_ctime_ns]
+    meta_path.write_text(json.dumps(meta))
+    assert Cache(tmp_path / "cache").get("builds", "k", ".wasm") is None
+
+
 def test_an_unpacked_entry_changed_after_unpacking_is_refused(tmp_path: Path) -> None:
     """Unpacking hashes what it writes, which spares reading the file again right after;
     a change made after that is still caught on the next look."""

@@ -264,7 +264,8 @@ class Cache:
             # the data must have that sha256: an entry written by anything but wasi-magic
             # (which would need the key, kept outside the cache) is rebuilt, never loaded.
             if (sealed(section, name, meta, self._key)
-                    and self._sha256(data, meta["size"], unpacked) == meta["sha256"]):
+                    and self._sha256(data, meta["size"], unpacked,
+                                     (section, name, meta, meta_path)) == meta["sha256"]):
                 self._used(meta_path)
                 return Entry(data, meta)
         except _NoRoom:
@@ -280,10 +281,13 @@ class Cache:
         return None
 
     def _sha256(self, data: Path, size: int,
-                unpacked: tuple[str, tuple[int, ...]] | None = None) -> str | None:
+                unpacked: tuple[str, tuple[int, ...]] | None = None,
+                entry: tuple[str, str, dict[str, Any], Path] | None = None) -> str | None:
         """The sha256 of ``data`` if it is ``size`` bytes long (else None). Not read again
-        if this process has its hash: ``unpacked`` (``(sha256, identity)`` of the file
-        just unpacked), or an earlier hash while the file keeps its identity."""
+        if its hash is known while the file keeps its identity: ``unpacked`` (``(sha256,
+        identity)`` of the file just unpacked), an earlier hash in this process, or (for
+        ``entry``: section, name, metadata and its path) one an earlier process recorded
+        in the entry's metadata under this cache's key."""
         info = data.stat()
         if info.st_size != size:
             return None
@@ -293,6 +297,8 @@ class Cache:
         known = self._hashed.get(data)
         if known is not None and known[0] == identity:
             return known[1]
+        if entry is not None and self._checked_at(entry, identity):
+            return entry[2]["sha256"]
         digest = file_sha256(data)
         # Kept only for a file last changed well before it was hashed: a later write then
         # gets a later ctime (timestamps advance in ticks of a few ms), never the same.
@@ -300,7 +306,39 @@ class Cache:
             if len(self._hashed) >= 4096:  # a bound, never reached by a course's cells
                 self._hashed.clear()
             self._hashed[data] = (identity, digest)
+            if entry is not None and digest == entry[2]["sha256"]:
+                self._record_checked(entry, identity)
         return digest
+
+    # A data file found intact keeps that verdict, across processes, while its identity
+    # (device, inode, size, mtime, ctime) is unchanged: recorded in its metadata with a
+    # keyed digest, so that only wasi-magic (holding the key, kept outside the cache) can
+    # vouch for a file. Each kernel and worker would otherwise hash the same 20-45 MiB
+    # files again when it first uses them (~30-50 ms each).
+
+    def _checked_mac(self, section: str, name: str, sha256: str,
+                     identity: tuple[int, ...]) -> str:
+        message = f"checked\0{section}\0{name}\0{sha256}\0{identity}".encode()
+        return hmac.new(self._key if self._key is not None else _cache_key(), message,
+                        "sha256").hexdigest()
+
+    def _checked_at(self, entry: tuple[str, str, dict[str, Any], Path],
+                    identity: tuple[int, ...]) -> bool:
+        section, name, meta, _ = entry
+        checked = meta.get("checked")
+        return (isinstance(checked, dict) and checked.get("identity") == list(identity)
+                and hmac.compare_digest(str(checked.get("mac", "")), self._checked_mac(
+                    section, name, meta["sha256"], identity)))
+
+    def _record_checked(self, entry: tuple[str, str, dict[str, Any], Path],
+                        identity: tuple[int, ...]) -> None:
+        section, name, meta, meta_path = entry
+        if not self._own():
+            return  # a shared cache is read-only to its users
+        meta["checked"] = {"identity": list(identity),
+                           "mac": self._checked_mac(section, name, meta["sha256"], identity)}
+        with contextlib.suppress(OSError):
+            self._write_meta(meta_path, meta)
 
     def sealed_meta(self, section: str, name: str) -> dict[str, Any] | None:
         """The metadata of ``section/name`` if it carries this cache's seal (the data is
@@ -361,6 +399,7 @@ class Cache:
         packed = folder / f"{name}{suffix}{PACKED}"
         size, sha = entry.meta["size"], entry.meta["sha256"]
         meta = dict(entry.meta, packed={"format": "zstd", "dictionary": ref})
+        meta.pop("checked", None)  # (about the data file, which packing deletes)
         try:
             old = entry.meta.get("packed")
             if not (isinstance(old, dict) and old.get("dictionary") == ref and packed.exists()
