@@ -9,6 +9,7 @@ compiled again, never loaded, with no traceback.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -96,6 +97,33 @@ def test_pack_shrinks_the_cache_and_a_packed_entry_unpacks_to_the_same_component
     assert not list(root.rglob(".tmp-*"))
 
 
+def test_a_frame_packed_before_frames_were_sealed_unpacks_and_is_sealed_by_the_next_pack(
+        packed, probe, monkeypatch) -> None:
+    """``cache pack`` seals each frame, so that unpacking checks the ~2 MiB frame rather
+    than hashing the 20-45 MiB it unpacks to; a frame packed without that seal (an older
+    ``cache pack``) is hashed on the way out instead, and the next pack seals it."""
+    import wasi_magic.cache_pack as cache_pack
+    root = packed["root"]
+    section, name, suffix = _section_of("builds", packed)
+    assert {"frame_size", "frame_sha256", "frame_seal"} <= set(_meta(root, section, name)["packed"])
+    hashed: list[bool] = []
+    real = cache_pack.decompress
+    monkeypatch.setattr(cache_pack, "decompress",
+                        lambda *args, **kw: hashed.append(kw["hashed"]) or real(*args, **kw))
+    assert Cache(root).get(section, name, suffix).path.read_bytes() == probe.path.read_bytes()
+    assert hashed and not any(hashed)  # sealed frames (and its dictionary's): not hashed
+    hashed.clear()
+    (root / section / f"{name}{suffix}").unlink()  # packed again, as before frames were sealed
+    meta = _meta(root, section, name)
+    meta["packed"] = {key: meta["packed"][key] for key in ("format", "dictionary")}
+    (root / section / f"{name}.json").write_text(json.dumps(meta))
+    assert Cache(root).get(section, name, suffix).path.read_bytes() == probe.path.read_bytes()
+    assert hashed == [True]  # no seal: the output is hashed and checked
+    (root / section / f"{name}{suffix}").unlink()
+    assert execute(["cache", "pack"], out=io.StringIO()) == 0
+    assert "frame_seal" in _meta(root, section, name)["packed"]
+
+
 def test_pack_is_idempotent(packed) -> None:
     root = packed["root"]
     packed_files = _files(root)
@@ -133,8 +161,10 @@ def _flip(path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["builds", "compiled"])
-@pytest.mark.parametrize("damage", ["tampered frame", "lost dictionary", "tampered dictionary",
-                                    "bigger than sealed", "dictionary loop", "dictionary path"])
+@pytest.mark.parametrize("damage", ["tampered frame", "tampered frame, seal forged",
+                                    "tampered frame, seal dropped", "lost dictionary",
+                                    "tampered dictionary", "bigger than sealed",
+                                    "dictionary loop", "dictionary path"])
 def test_a_damaged_packed_entry_is_never_loaded(packed, kind: str, damage: str) -> None:
     root = packed["root"]
     section, _, suffix = _section_of(kind, packed)
@@ -145,6 +175,14 @@ def test_a_damaged_packed_entry_is_never_loaded(packed, kind: str, damage: str) 
     meta = _meta(root, section, name)
     if damage == "tampered frame":
         _flip(zst)
+    elif damage == "tampered frame, seal forged":  # (the key is not in the cache)
+        _flip(zst)
+        meta["packed"]["frame_sha256"] = hashlib.sha256(zst.read_bytes()).hexdigest()
+        meta_path.write_text(json.dumps(meta))
+    elif damage == "tampered frame, seal dropped":  # as if packed before frames were sealed
+        _flip(zst)
+        meta["packed"] = {"format": "zstd", "dictionary": meta["packed"]["dictionary"]}
+        meta_path.write_text(json.dumps(meta))
     elif damage == "lost dictionary":
         ref_zst.unlink()
         (root / section / f"{reference}.json").unlink()
@@ -157,7 +195,8 @@ def test_a_damaged_packed_entry_is_never_loaded(packed, kind: str, damage: str) 
             for _ in range(meta["size"] // (1 << 20) + 64):
                 writer.write(bytes(1 << 20))
         zst.write_bytes(bomb.getvalue())
-        meta["packed"]["dictionary"] = None
+        # Without the key, no seal for this frame: the size cap is what stops it.
+        meta["packed"] = {"format": "zstd", "dictionary": None}
         meta_path.write_text(json.dumps(meta))
     elif damage == "dictionary loop":
         ref_meta = _meta(root, section, reference)
@@ -307,3 +346,4 @@ def test_a_full_disk_while_unpacking_keeps_the_packed_entry(packed, tmp_path: Pa
     assert f"{name}.wasm.zst" in names and f"{name}.json" in names  # kept, still packed
     assert f"{name}.wasm" not in names and not [n for n in names if n.startswith(".tmp-")]
     assert roomy["got"] == probe.sha256 and roomy["stdout"] == full["stdout"]
+

@@ -16,13 +16,19 @@ over the *unpacked* size and sha256) plus::
 The dictionary is another entry of the same section (same suffix), itself packed
 without a dictionary or not packed at all: unpacking never goes deeper than that.
 Nothing here trusts the ``.zst`` file or the ``packed`` field: the output is
-capped at the sealed size, and the caller checks its sha256 against the seal.
+capped at the sealed size, and the caller checks its sha256 against the seal. Since
+the frame is sealed too (``frame_size``, ``frame_sha256`` and ``frame_seal`` in the
+``packed`` field, written with the cache's key), the caller checks the ~2 MiB frame
+instead: a checked frame and a verified dictionary unpack to one thing only, so the
+20-45 MiB output is not hashed again. A frame packed before that is hashed on the way
+out as before, and sealed by the next ``cache pack``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import mmap
 import os
 import re
@@ -118,7 +124,7 @@ def compress(source: Path, target: Path,
     target.write_bytes(frame)
 
 
-def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
+def _blocks(packed: Path | bytes, size: int, reference: Path | None) -> Iterator[bytes]:
     """The unpacked bytes of ``packed``, block by block; raises :class:`PackError` if the
     frame is bad or would unpack to more (or fewer) than ``size`` bytes: a frame that
     would make more is stopped there, never written out."""
@@ -128,7 +134,7 @@ def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
         dictionary = zstd_dict(reference)
         if dictionary is not None:
             kwargs["dict_data"] = dictionary
-        with open(packed, "rb") as source:
+        with (open(packed, "rb") if isinstance(packed, Path) else io.BytesIO(packed)) as source:
             reader = zstandard.ZstdDecompressor(**kwargs).stream_reader(source)
             while True:
                 block = reader.read(_CHUNK)
@@ -144,16 +150,19 @@ def _blocks(packed: Path, size: int, reference: Path | None) -> Iterator[bytes]:
         raise PackError(f"unpacks to {written} bytes, not its sealed {size}")
 
 
-def decompress(packed: Path, target: Path, size: int, reference: Path | None) -> str:
-    """Unpack ``packed`` (with ``reference``'s bytes as its dictionary, if given) into
-    ``target``, at most ``size`` bytes; returns the sha256 of what it wrote (hashed on
-    the way, so that the caller need not read the file again). Raises :class:`PackError`."""
-    digest = hashlib.sha256()
+def decompress(packed: Path | bytes, target: Path, size: int, reference: Path | None, *,
+               hashed: bool = True) -> str | None:
+    """Unpack ``packed`` (a frame's file or bytes; with ``reference``'s bytes as its
+    dictionary, if given) into ``target``, at most ``size`` bytes; returns the sha256 of
+    what it wrote (hashed on the way, so that the caller need not read the file again),
+    or None if not ``hashed``. Raises :class:`PackError`."""
+    digest = hashlib.sha256() if hashed else None
     with open(target, "wb") as out:
         for block in _blocks(packed, size, reference):
-            digest.update(block)
+            if digest is not None:
+                digest.update(block)
             out.write(block)
-    return digest.hexdigest()
+    return digest.hexdigest() if digest is not None else None
 
 
 def unpacked_sha256(packed: Path, size: int, reference: Path | None) -> str | None:
@@ -218,6 +227,8 @@ def _pack_section(cache: "Cache", section: str, report: Callable[[str], None]) -
             # Packed as it should be: checked in memory, not unpacked to be packed again.
             if unpacked_sha256(folder / f"{name}{suffix}{PACKED}", meta["size"],
                                None if wanted is None else ref_entry.path) == meta["sha256"]:
+                if "frame_seal" not in meta["packed"]:
+                    cache.seal_frame(section, name, suffix)
                 done += 1
             else:
                 cache.discard(section, name, suffix)
