@@ -347,3 +347,35 @@ def test_a_full_disk_while_unpacking_keeps_the_packed_entry(packed, tmp_path: Pa
     assert f"{name}.wasm" not in names and not [n for n in names if n.startswith(".tmp-")]
     assert roomy["got"] == probe.sha256 and roomy["stdout"] == full["stdout"]
 
+
+def test_a_preload_loads_what_the_cache_holds_and_never_compiles(packed, probe,
+                                                                  session_ready) -> None:
+    """``Runtime.preload`` (what the worker does while the kernel unpacks a component)
+    loads a compiled form from the cache, and the run that uses it reports that load; for
+    a component the cache holds no compiled form of, it does nothing at all."""
+    root = packed["root"]
+    runtime = Runtime(tier_up=False, cache=Cache(root))
+    assert runtime.preload(probe.sha256) == "deserialized"
+    assert runtime.compiled(probe)[2] == "deserialized"  # that load, reported once
+    assert runtime.compiled(probe)[2] == "memory"
+    section = f"compiled/{packed['tag']}"
+    Cache(root).discard(section, session_ready.sha256, ".cwasm")
+    before = _files(root)
+    assert runtime.preload(session_ready.sha256) is None
+    assert _files(root) == before  # nothing compiled, nothing written
+
+
+def test_the_sandbox_preloads_while_the_kernel_unpacks(packed, probe) -> None:
+    """``Sandbox.preload`` asks the worker for a compiled form without waiting; the next
+    ``prepare`` of that component finds it loaded (its answer ignored, nothing mixed up)."""
+    from wasi_magic.sandbox.supervisor import Sandbox
+    box = Sandbox(spare=False)
+    try:
+        box.preload(probe.sha256)
+        box.preload("0" * 64)  # not in the cache: nothing happens
+        assert box.prepare(probe)["how"] == "deserialized"
+        result = box.run(probe, Capabilities.parse(args=["hello"]))
+        assert result.stdout == "hello from the probe ['hello']\n"
+        assert result.steps["component"] == "memory"
+    finally:
+        box.close()

@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from . import guest, worlds
 from .artifact import Artifact
-from .cache import Cache, default_cache
+from .cache import PACKED, Cache, default_cache
 from .errors import BuildError, GuestImportError
 
 WIT_DIR = Path(__file__).with_name("wit")
@@ -313,6 +313,22 @@ def cached_artifact_by_key(key: str, name: str, cache: Cache | None = None) -> A
         return None
     return Artifact(entry.path, key, entry.meta["sha256"], entry.meta["size"],
                     float(entry.meta.get("build_seconds", 0.0)), True, name, None)
+
+
+def packed_sha256(source: str, cache: Cache | None = None) -> str | None:
+    """The sha256 of the component of ``source`` (a cell without ``--path`` folders) if
+    the cache holds it packed only, so that :func:`build` will first unpack it; else
+    None. Reads the sealed metadata alone (see :meth:`Sandbox.preload`)."""
+    cache = cache if cache is not None else default_cache()
+    key = build_key(source)
+    with _memo_lock:
+        if f"{cache.root}:{key}:cell.wasm" in _memo:
+            return None
+    folder = cache.root / "builds"
+    if (folder / f"{key}.wasm").exists() or not (folder / f"{key}.wasm{PACKED}").exists():
+        return None
+    meta = cache.sealed_meta("builds", key)
+    return meta["sha256"] if meta is not None else None
 
 
 def building(source: str, *, paths: Iterable[str | os.PathLike[str]] = (),

@@ -257,7 +257,7 @@ class WasiMagics(Magics):
 
     def _runner_runs(self, cell: str, ns: Any) -> bool:
         """Whether this build-mode cell runs in the runner while its component is built."""
-        from .builder import building, cached_artifact
+        from .builder import building, cached_artifact, packed_sha256
         from .quick import built_sandbox, runner_modules
         from .background import runner_can_run
         # Only in a notebook: the status line says later when the component is built,
@@ -265,7 +265,10 @@ class WasiMagics(Magics):
         if not self.background_builds or ns.path or ns.panel or not _in_kernel():
             return False
         try:
-            if cached_artifact(cell) is not None and not building(cell):
+            # (A packed entry is not unpacked here: prepare_cell unpacks it while the
+            # worker loads its compiled form.)
+            if (packed_sha256(cell) is not None or cached_artifact(cell) is not None) \
+                    and not building(cell):
                 return False  # built already: run it, as always
             sandbox = built_sandbox()
             return sandbox is not None and runner_can_run(cell, runner_modules(sandbox))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .artifact import Artifact
-from .builder import ProgressCallback, build
+from .builder import ProgressCallback, build, packed_sha256
 from .capabilities import Capabilities
 from .errors import UsageError
 from .guest import check_syntax, uses_http
@@ -87,6 +87,11 @@ def prepare_cell(source: str, limits: Limits | None = None, *, quick: bool = Fal
                              "HTTP import. Drop --quick (and grant origins with --allow-http).")
         artifact = quick_sandbox(progress=progress)
     else:
+        # A component packed in the cache (a Binder image): the worker loads its compiled
+        # form while this process unpacks the component itself.
+        digest = None if paths else packed_sha256(source)
+        if digest is not None:
+            sandbox.preload(digest, fuel=bool(limits.fuel))
         artifact = build(source, paths=paths, progress=progress)
     build_seconds = time.perf_counter() - started
     if on_built is not None:

@@ -313,6 +313,16 @@ class Sandbox:
                                  f"run the cell again")
         return reply
 
+    def preload(self, sha256: str, *, fuel: bool = False) -> None:
+        """Have the worker load the compiled component with this sha256 from the cache, if
+        it is there, without waiting for it: the next :meth:`prepare` of that component
+        finds it loaded. For a component still to be unpacked on this side (the two
+        happen at once); it never compiles anything."""
+        with self._lock:
+            worker = self._worker()
+            # Request id 0: its answer is nobody's (the request waiting next ignores it).
+            worker.send(("preload", 0, sha256, fuel, str(cache_dir())))
+
     def interface(self, artifact: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What a component imports and exports, as the worker's Wasmtime reads them."""
         target, _ = _target(artifact)

@@ -148,6 +148,13 @@ class Worker:
         _, seconds, how, tier = default_runtime().compiled(target, fuel=fuel)
         return {"seconds": seconds, "how": how, "strategy": tier}
 
+    def _do_preload(self, rid: int, digest: str, fuel: bool, cache: str | None) -> str | None:
+        """Load the compiled component with sha256 ``digest`` from the cache, if it is there
+        (see :meth:`~wasi_magic.runtime.Runtime.preload`); never compiles."""
+        from ..runtime import default_runtime
+        self._use_cache(cache)
+        return default_runtime().preload(digest, fuel=fuel)
+
     def _do_interface(self, rid: int, target: Any, cache: str | None) -> tuple:
         """What a component imports (``wasi:filesystem/preopens@0.2.9`` …) and exports."""
         from ..runtime import default_runtime
