@@ -326,6 +326,32 @@ class P1Interpreter:
                      self.stderr.read_text(encoding="utf-8"), memory)
 
 
+class WakeProbe:
+    """A child process that echoes one byte: the round trip to it is the machine's cost of
+    waking an idle process (and being woken back), which a quick-mode cell pays several
+    times (kernel -> worker -> Wasmtime's I/O threads -> kernel). Measured between cells,
+    it tells a quiet machine from one whose idle CPUs are slow to wake (a VM's vCPUs on a
+    busy host): quick mode's time follows it, the P1 interpreter's (one thread) does not."""
+
+    ECHO = "import os\nwhile True:\n    b = os.read(0, 1)\n    if not b: break\n    os.write(1, b)\n"
+
+    def __init__(self) -> None:
+        self._child = subprocess.Popen([sys.executable, "-c", self.ECHO],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def once(self) -> float:
+        """One round trip, in seconds."""
+        started = time.perf_counter()
+        os.write(self._child.stdin.fileno(), b"x")  # type: ignore[union-attr]
+        if os.read(self._child.stdout.fileno(), 1) != b"x":  # type: ignore[union-attr]
+            raise SpeedError("the wake probe's child did not echo")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self._child.stdin.close()  # type: ignore[union-attr]
+        self._child.wait(timeout=10)
+
+
 def locate_p1(scratch: Path) -> tuple[P1Interpreter | None, dict[str, Any]]:
     """The first usable P1 CPython of :data:`P1_SOURCES`, and what was found (or why not)."""
     reasons = []
@@ -764,7 +790,8 @@ def verdicts(results: Results) -> list[Verdict]:
                 TARGET_P1_SPEEDUP,
                 f"{show(p1, '{:.1f}x'.format)} (target >= {TARGET_P1_SPEEDUP:.0f}x; taking turns; "
                 f"against run_quick() without IPython: {show(p1_api, '{:.1f}x'.format)}; "
-                f"against the guest's own grant + run: {show(p1_guest, '{:.1f}x'.format)})",
+                f"against the guest's own grant + run: {show(p1_guest, '{:.1f}x'.format)}; "
+                f"machine's wake probe: {show(m('wake_probe'), lambda v: f'{v * 1e6:.0f} µs')})",
                 higher_is_better=True),
         Verdict("background_on", "build mode in a kernel, time to output (background on)",
                 background, TARGET_BACKGROUND_OUTPUT,
@@ -798,7 +825,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("restart_quick", ""), ("ipython_pass", "")]),
     ("SAME CODE ELSEWHERE (per run)", [
         ("native", ""), ("python_c", ""), ("p1", ""), ("quick_pair", ""),
-        ("p1_pair", f"quick >= {TARGET_P1_SPEEDUP:.0f}x faster")]),
+        ("p1_pair", f"quick >= {TARGET_P1_SPEEDUP:.0f}x faster"), ("wake_probe", "")]),
     ("GUEST COMPUTE (CPU-bound cell)", [
         ("compute_native", ""), ("compute_winch", f"<= {TARGET_COMPUTE_RATIO:.0f} x native"),
         ("compute_cranelift", ""), ("compute_p1", ""), ("compile_winch", ""),
@@ -968,9 +995,15 @@ def run_all(args: argparse.Namespace, results: Results, scratch: Path) -> None:
         quick_pair = results.new("quick_pair", "quick mode: run_cell, taking turns with P1",
                                  QUICK_PARTS)
         p1_pair = results.new("p1_pair", "P1 python.wasm -c, taking turns with quick mode")
-        for _ in range(many):
-            core.repeat(quick_pair, 1, lambda: quick_edited(shell, workload, next(nonces)))
-            core.repeat(p1_pair, 1, p1_once)
+        wake = results.new("wake_probe", "wake probe: pipe round trip (context)")
+        probe = WakeProbe()
+        try:
+            for _ in range(many):
+                core.repeat(quick_pair, 1, lambda: quick_edited(shell, workload, next(nonces)))
+                core.repeat(p1_pair, 1, p1_once)
+                core.repeat(wake, 1, probe.once)
+        finally:
+            probe.close()
     if args.only == "per-run":
         return
 

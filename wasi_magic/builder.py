@@ -71,6 +71,13 @@ ProgressCallback = Callable[[BuildProgress], None]
 
 _memo: dict[str, Artifact] = {}
 _memo_lock = threading.Lock()
+
+
+def _memo_key(cache: Cache, key: str, name: str = "cell.wasm") -> str:
+    """Where this process remembers (and tracks the build of) ``name`` under cache ``key``."""
+    return f"{cache.root}:{key}:{name}"
+
+
 #: Builds under way in this process, by cache key: a second build() of the same cell
 #: waits for the first (a background build, or another thread) instead of repeating it.
 _inflight: dict[str, threading.Event] = {}
@@ -258,7 +265,7 @@ def build(
 def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
                      make: Callable[[], Artifact]) -> Artifact:
     """The artifact for ``key``: from this process's memo, the disk cache, or ``make()``."""
-    memo_key = f"{cache.root}:{key}:{name}"
+    memo_key = _memo_key(cache, key, name)
     with _memo_lock:
         known = _memo.get(memo_key)
     if known is not None and known.path.exists():
@@ -305,7 +312,7 @@ def cached_artifact_by_key(key: str, name: str, cache: Cache | None = None) -> A
     """The component cached under ``key``, from this process's memo or the disk cache."""
     cache = cache if cache is not None else default_cache()
     with _memo_lock:
-        known = _memo.get(f"{cache.root}:{key}:{name}")
+        known = _memo.get(_memo_key(cache, key, name))
     if known is not None and known.path.exists():
         return replace(known, cached=True)
     entry = cache.get("builds", key, ".wasm")
@@ -322,7 +329,7 @@ def packed_sha256(source: str, cache: Cache | None = None) -> str | None:
     cache = cache if cache is not None else default_cache()
     key = build_key(source)
     with _memo_lock:
-        if f"{cache.root}:{key}:cell.wasm" in _memo:
+        if _memo_key(cache, key) in _memo:
             return None
     folder = cache.root / "builds"
     if (folder / f"{key}.wasm").exists() or not (folder / f"{key}.wasm{PACKED}").exists():
@@ -337,7 +344,7 @@ def building(source: str, *, paths: Iterable[str | os.PathLike[str]] = (),
     cache = cache if cache is not None else default_cache()
     folders = _resolve_paths(paths, Path(cwd) if cwd is not None else Path.cwd())
     with _memo_lock:
-        return f"{cache.root}:{build_key(source, folders)}:cell.wasm" in _inflight
+        return _memo_key(cache, build_key(source, folders)) in _inflight
 
 
 def forget_memo() -> None:

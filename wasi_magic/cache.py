@@ -123,11 +123,17 @@ def sealed(section: str, name: str, meta: Any, key: bytes | None = None) -> bool
                                     seal(section, name, meta["size"], meta["sha256"], key)))
 
 
+def keyed_digest(key: bytes | None, *fields: object) -> str:
+    """HMAC-SHA256 of ``fields`` (as text, NUL-separated) under ``key`` (None: this
+    user's cache key): what every seal and recorded verdict in a cache is made of."""
+    message = "\0".join(map(str, fields)).encode()
+    return hmac.new(key if key is not None else _cache_key(), message, "sha256").hexdigest()
+
+
 def seal(section: str, name: str, size: int, sha256: str, key: bytes | None = None) -> str:
     """The keyed digest that says wasi-magic wrote this entry (with this user's key, or
     ``key``: a shared cache's own, see :mod:`wasi_magic.shared_cache`)."""
-    message = f"{section}\0{name}\0{size}\0{sha256}".encode()
-    return hmac.new(key if key is not None else _cache_key(), message, "sha256").hexdigest()
+    return keyed_digest(key, section, name, size, sha256)
 
 
 def verified(section: str, name: str, data: Path, meta: dict[str, Any],
@@ -318,9 +324,7 @@ class Cache:
 
     def _checked_mac(self, section: str, name: str, sha256: str,
                      identity: tuple[int, ...]) -> str:
-        message = f"checked\0{section}\0{name}\0{sha256}\0{identity}".encode()
-        return hmac.new(self._key if self._key is not None else _cache_key(), message,
-                        "sha256").hexdigest()
+        return keyed_digest(self._key, "checked", section, name, sha256, identity)
 
     def _checked_at(self, entry: tuple[str, str, dict[str, Any], Path],
                     identity: tuple[int, ...]) -> bool:
