@@ -100,3 +100,16 @@ def test_read_guest_file_reads_only_what_the_guest_wrote(tmp_path: Path) -> None
     (tmp_path / "out" / "big").write_bytes(b"x" * 101)
     with pytest.raises(CapabilityError, match="larger than 100 bytes"):
         read_guest_file(tmp_path / "out" / "big", limit=100)
+
+
+def test_protected_folders_follow_the_environment(tmp_path: Path, monkeypatch) -> None:
+    """The folders no grant may cover are found again when the environment changes (they
+    are remembered per environment): moving the cache onto a folder protects it at once,
+    and moving it away frees it again."""
+    (tmp_path / "data").mkdir()
+    assert Capabilities.parse(["data::/data"], cwd=tmp_path).dirs  # not protected yet
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(tmp_path / "data"))
+    with pytest.raises(CapabilityError, match="the wasi-magic cache"):
+        Capabilities.parse(["data::/data"], cwd=tmp_path)
+    monkeypatch.setenv("WASI_MAGIC_CACHE", str(tmp_path / "elsewhere"))
+    assert Capabilities.parse(["data::/data"], cwd=tmp_path).dirs
