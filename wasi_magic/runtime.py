@@ -365,12 +365,9 @@ class Runtime:
             how = "compiled"
             started = time.perf_counter()
             component = _compile(flavor.engine, path)
-            # Recorded with the entry: what this compile cost, for whoever later loads it
-            # instead (see :meth:`compile_seconds`).
-            seconds = round(time.perf_counter() - started, 3)
             try:
-                self.cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
-                                     {"source": str(path), "compile_seconds": seconds})
+                store_compiled(self.cache, section, digest, component, path,
+                               time.perf_counter() - started)
             except wasmtime.WasmtimeError:
                 pass
         _prime(flavor, component, fuel)
@@ -677,6 +674,16 @@ def _names(component: Any, engine: Any) -> tuple[tuple[str, ...], tuple[str, ...
 
 #: A recorded compile time above this (an hour) is not believed.
 _MAX_RECORDED = 3600.0
+
+
+def store_compiled(cache: Cache, section: str, digest: str, component: Any, source: Path,
+                   seconds: float, **meta: Any) -> Any:
+    """Write ``component``, compiled from ``source`` in ``seconds``, into ``cache``: the one
+    place a compiled form is written, with what its compile cost (read back by
+    :func:`recorded_seconds` for whoever later loads it instead of compiling). Returns the
+    cache's entry, or None if it could not be written."""
+    return cache.put_bytes(section, digest, ".cwasm", bytes(component.serialize()),
+                           {"source": str(source), "compile_seconds": round(seconds, 3), **meta})
 
 
 def recorded_seconds(meta: dict[str, Any] | None) -> float | None:

@@ -170,7 +170,7 @@ def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
     from wasmtime import component as wcomponent
 
     from .cache import Cache
-    from .runtime import _Flavor
+    from .runtime import _Flavor, store_compiled
     flavor = _Flavor("cranelift", fuel, background=True, epochs=epochs)
     cache = Cache(cache_root)
     section = f"compiled/{flavor.tag}"
@@ -187,12 +187,10 @@ def compile_into_cache(path: Path, digest: str, fuel: bool, cache_root: Path, *,
             return _CHANGED  # the file changed since it ran: never cache it under that key
         started = time.perf_counter()
         component = wcomponent.Component(flavor.engine, data)
-        seconds = round(time.perf_counter() - started, 3)
-        payload = bytes(component.serialize())
+        seconds = time.perf_counter() - started
         with writing():
-            entry = cache.put_bytes(section, digest, ".cwasm", payload,
-                                    {"source": str(path), "tier": "cranelift",
-                                     "compile_seconds": seconds})
+            entry = store_compiled(cache, section, digest, component, path, seconds,
+                                   tier="cranelift")
         return 0 if entry is not None else 1
 
 
