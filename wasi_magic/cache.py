@@ -33,7 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import platformdirs
 
@@ -474,40 +474,36 @@ class Cache:
     def put_file(self, section: str, name: str, suffix: str, source: Path,
                  meta: dict[str, Any], *, move: bool = False) -> Entry | None:
         """Store ``source`` as ``section/name`` (atomically) and return the entry."""
-        folder = self._section(section)
-        if folder is None:
+        if self._section(section) is None:
             return None
-        data = folder / f"{name}{suffix}"
-        meta = dict(meta, size=source.stat().st_size, sha256=meta.get("sha256") or file_sha256(source))
-        meta["seal"] = seal(section, name, meta["size"], meta["sha256"], self._key)
-        try:
-            with _temp_path(folder, suffix) as tmp:
-                if move:
-                    shutil.move(str(source), tmp)
-                else:
-                    shutil.copyfile(source, tmp)
-                self._publish(tmp)
-                os.replace(tmp, data)
-            self._write_meta(folder / f"{name}.json", meta)
-            _drop_packed(data)
-        except OSError as exc:
-            self._disable(exc)
-            return None
-        self._trim_if_full()
-        return Entry(data, meta)
+        size, sha256 = source.stat().st_size, meta.get("sha256") or file_sha256(source)
+
+        def write(tmp: str) -> None:
+            if move:
+                shutil.move(str(source), tmp)
+            else:
+                shutil.copyfile(source, tmp)
+        return self._store(section, name, suffix, write, dict(meta, size=size, sha256=sha256))
 
     def put_bytes(self, section: str, name: str, suffix: str, payload: bytes,
                   meta: dict[str, Any]) -> Entry | None:
         """Store ``payload`` as ``section/name`` (atomically) and return the entry."""
+        meta = dict(meta, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+        return self._store(section, name, suffix, lambda tmp: Path(tmp).write_bytes(payload),
+                           meta)
+
+    def _store(self, section: str, name: str, suffix: str, write: Callable[[str], Any],
+               meta: dict[str, Any]) -> Entry | None:
+        """Write a data file with ``write(temporary path)``, seal ``meta`` (which holds its
+        size and sha256), and publish both: the data renamed into place, then its metadata."""
         folder = self._section(section)
         if folder is None:
             return None
         data = folder / f"{name}{suffix}"
-        meta = dict(meta, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
         meta["seal"] = seal(section, name, meta["size"], meta["sha256"], self._key)
         try:
             with _temp_path(folder, suffix) as tmp:
-                Path(tmp).write_bytes(payload)
+                write(tmp)
                 self._publish(tmp)
                 os.replace(tmp, data)
             self._write_meta(folder / f"{name}.json", meta)
