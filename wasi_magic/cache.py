@@ -42,6 +42,8 @@ ENV_VAR = "WASI_MAGIC_CACHE"
 _SETTLED_NS = 100_000_000
 #: The packed form of ``<name><suffix>`` is ``<name><suffix>.zst`` (:mod:`.cache_pack`).
 PACKED = ".zst"
+#: The folders of entries under a cache's root (the rest: its own bookkeeping).
+SECTIONS = ("builds", "compiled")
 #: How large a user's cache may grow (``$WASI_MAGIC_CACHE_LIMIT``: a size, or 0 for no limit).
 LIMIT_VAR = "WASI_MAGIC_CACHE_LIMIT"
 DEFAULT_LIMIT = 5 << 30
@@ -565,27 +567,19 @@ class Cache:
         """Where the cache is, and per section: how many entries (packed or not) and how
         many bytes on disk (``bytes``), of which in packed files (``packed_bytes``) and in
         unpacked data files (``unpacked_bytes``)."""
-        sections: dict[str, dict[str, int]] = {}
-        total = 0
-        for section in ("builds", "compiled"):
-            names: set[Path] = set()
-            packed = unpacked = 0
-            folder = self.root / section
-            if folder.exists():
-                for path in folder.rglob("*"):
-                    if path.name.startswith(".") or not path.is_file():
-                        continue
-                    data = path.with_suffix("") if path.suffix == PACKED else path
-                    if data.suffix not in (".wasm", ".cwasm"):
-                        continue
-                    names.add(data)
-                    if path.suffix == PACKED:
-                        packed += path.stat().st_size
-                    else:
-                        unpacked += path.stat().st_size
-            sections[section] = {"entries": len(names), "bytes": packed + unpacked,
-                                 "packed_bytes": packed, "unpacked_bytes": unpacked}
-            total += packed + unpacked
+        names: dict[str, set[Path]] = {section: set() for section in SECTIONS}
+        sizes = {section: {"packed_bytes": 0, "unpacked_bytes": 0} for section in SECTIONS}
+        for section, path, info in self._files():
+            data = path.with_suffix("") if path.suffix == PACKED else path
+            if data.suffix not in (".wasm", ".cwasm"):
+                continue
+            names[section].add(data)
+            sizes[section]["packed_bytes" if path.suffix == PACKED else "unpacked_bytes"] += \
+                info.st_size
+        sections = {section: {"entries": len(names[section]),
+                              "bytes": sum(sizes[section].values()), **sizes[section]}
+                    for section in SECTIONS}
+        total = sum(section["bytes"] for section in sections.values())
         return {"path": str(self.root), "enabled": self.enabled, "bytes": total, **sections}
 
     # --- a bounded size: the least recently used entries go first ------------------------
@@ -635,11 +629,10 @@ class Cache:
                         path.unlink()
         return freed
 
-    def _groups(self) -> dict[tuple[Path, str], tuple[int, float, list[Path]]]:
-        """Every entry of the cache: (folder, name) -> (bytes it takes, when it was last
-        used, its files). Temporary and lock files (names starting with '.') are left out."""
-        groups: dict[tuple[Path, str], tuple[int, float, list[Path]]] = {}
-        for section in ("builds", "compiled"):
+    def _files(self) -> Iterator[tuple[str, Path, os.stat_result]]:
+        """Every regular file of the cache's sections, with its section and ``lstat``;
+        temporary and lock files (names starting with '.') are left out."""
+        for section in SECTIONS:
             folder = self.root / section
             if not folder.is_dir():
                 continue
@@ -650,17 +643,23 @@ class Cache:
                     info = path.lstat()
                 except OSError:
                     continue
-                if not stat.S_ISREG(info.st_mode):
-                    continue
-                key = (path.parent, path.name.split(".", 1)[0])
-                size, used, files = groups.get(key, (0, 0.0, []))
-                groups[key] = (size + info.st_size, max(used, info.st_mtime), files + [path])
+                if stat.S_ISREG(info.st_mode):
+                    yield section, path, info
+
+    def _groups(self) -> dict[tuple[Path, str], tuple[int, float, list[Path]]]:
+        """Every entry of the cache: (folder, name) -> (bytes it takes, when it was last
+        used, its files). Temporary and lock files (names starting with '.') are left out."""
+        groups: dict[tuple[Path, str], tuple[int, float, list[Path]]] = {}
+        for _, path, info in self._files():
+            key = (path.parent, path.name.split(".", 1)[0])
+            size, used, files = groups.get(key, (0, 0.0, []))
+            groups[key] = (size + info.st_size, max(used, info.st_mtime), files + [path])
         return groups
 
     def clear(self) -> int:
         """Delete every entry; returns the bytes freed."""
         freed = self.info()["bytes"]
-        for section in ("builds", "compiled"):
+        for section in SECTIONS:
             shutil.rmtree(self.root / section, ignore_errors=True)
         return freed
 
