@@ -138,3 +138,52 @@ def test_warm_names_a_wasmtime_cache_path_no_cell_saves(tmp_path: Path) -> None:
         "component there with -o. They save: build/plugin.wasm. Give one of these paths as the "
         "notebook writes it (relative to its folder), or a pattern like 'build/*.wasm'."]
     assert not (tmp_path / "xdg").exists()  # refused before building or compiling anything
+
+
+# --winch: lesson 04 compares the two compilers, from the cache ---------------------------
+
+WINCH_CELL = "%%wasi -q -o build/compared.wasm\nprint('compiled by both compilers, by warm')"
+
+#: How lesson 04 takes a component's Winch form: a runtime of its own, in a fresh process.
+LOAD_AS_THE_LESSON = """
+import sys
+from wasi_magic.runtime import Runtime
+winch = Runtime(strategy="winch", tier_up=False)
+how = winch.component(sys.argv[1])[2]
+print(how, winch.compile_seconds(sys.argv[1]))
+"""
+
+
+def test_warm_compiles_with_winch_what_a_notebook_compares(tmp_path: Path) -> None:
+    from wasi_magic.runtime import Runtime
+    component = build(WINCH_CELL.partition("\n")[2] + "\n")
+    winch = Runtime(strategy="winch", tier_up=False)
+    # No Winch form from an earlier run of this test (the test cache is kept between runs).
+    winch.cache.discard(f"compiled/{winch.tag}", component.sha256, ".cwasm")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(WINCH_CELL)]
+    notebook = tmp_path / "compare.ipynb"
+    nbformat.write(nb, notebook)
+    # Tier-up on, as on Binder (the tests turn it off): warm then compiles with Cranelift,
+    # and the Winch form comes from --winch alone.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WASI_MAGIC_TIER_UP": "1"}
+    warmed = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", str(notebook),
+                             "--winch", "build/*.wasm"],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert warmed.returncode == 0, warmed.stderr
+    assert "build/compared.wasm compiled with Winch too" in warmed.stdout
+    loaded = subprocess.run([sys.executable, "-c", LOAD_AS_THE_LESSON, str(component.path)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    how, seconds = loaded.stdout.split()
+    assert how == "deserialized" and float(seconds) > 0  # loaded, and its compile recorded
+
+
+def test_warm_names_a_winch_path_no_cell_saves(tmp_path: Path) -> None:
+    notebook = _plugin_notebook(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "wasi_magic", "warm", str(notebook),
+                           "--winch", "build/log-analyzer.wasm"],
+                          env=_private_wasmtime_cache(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--winch 'build/log-analyzer.wasm': no cell of these notebooks saves" in done.stderr

@@ -133,6 +133,10 @@ def make_parser(prog: str = "python -m wasi_magic") -> argparse.ArgumentParser:
                            "repeatable) into wasmtime's own cache (~/.cache/wasmtime), as an "
                            "engine made from Config() with cache = True compiles it: for "
                            "notebooks that compile it with wasmtime's API")
+    warm.add_argument("--winch", action="append", default=[], metavar="PATH.wasm",
+                      help="also compile the component a notebook saves with -o PATH.wasm "
+                           "(a pattern is fine; repeatable) with Winch, into this cache: "
+                           "for notebooks that compare Winch with Cranelift")
 
     cache = sub.add_parser("cache", help="cache info | cache clear | cache pack")
     cache.add_argument("action", choices=("info", "clear", "pack"))
@@ -253,7 +257,8 @@ def execute(argv: Sequence[str], *, out: TextIO | None = None, err: TextIO | Non
     if ns.command == "warm":
         from .warm import warm
         warm(ns.targets, progress=progress, report=lambda line: out.write(line + "\n"),
-             shared=ns.shared, pack=ns.pack, wasmtime_cache=ns.wasmtime_cache)
+             shared=ns.shared, pack=ns.pack, wasmtime_cache=ns.wasmtime_cache,
+             winch=ns.winch)
         return 0
     if ns.command == "inspect":
         if ns.core:

@@ -141,7 +141,8 @@ def _build_flags(text: str) -> argparse.Namespace | None:
 
 def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None,
          report: Callable[[str], None] = print, shared: str | Path | None = None,
-         pack: bool = False, wasmtime_cache: Sequence[str] = ()) -> list[Artifact]:
+         pack: bool = False, wasmtime_cache: Sequence[str] = (),
+         winch: Sequence[str] = ()) -> list[Artifact]:
     """Build the quick-mode sandbox and every ``%%wasi`` cell of the given notebooks, and
     compile them into the cache as the sandbox worker runs them (see :func:`warm_compile`).
 
@@ -152,7 +153,10 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
     ``wasmtime_cache`` holds patterns (``fnmatch``, e.g. ``build/plugin.wasm`` or
     ``build/*.wasm``) of ``-o`` paths, as the notebooks write them: each component saved
     to a matching path is also compiled into wasmtime's own cache, for a notebook that
-    compiles it with wasmtime's API (see :mod:`wasi_magic.wasmtime_cache`).
+    compiles it with wasmtime's API (see :mod:`wasi_magic.wasmtime_cache`). ``winch`` holds
+    such patterns too: each component saved to a matching path is also compiled with Winch,
+    for a notebook that compares the two compilers (lesson 04: a ``Runtime(strategy="winch")``
+    then loads it, and reads how long its compile took from the cache's record).
     With ``pack``, the cache filled (the shared one, with ``shared``) is then packed (see
     :mod:`wasi_magic.cache_pack`).
     """
@@ -161,7 +165,8 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
         open_for_filling(Path(shared))  # refuse an unsafe folder before building anything
     cells = [cell for notebook in _notebooks(targets) for cell in wasi_cells(notebook)
              if not cell.quick]
-    _check_patterns(wasmtime_cache, cells)  # before building anything, too
+    _check_patterns("--wasmtime-cache", wasmtime_cache, cells)  # before building anything
+    _check_patterns("--winch", winch, cells)
     runtime = warm_runtime()
     built = [build("", quick=True, progress=progress)]
     # Compiled too, into the compiled-component cache (both forms: quick cells run beside
@@ -189,6 +194,9 @@ def warm(targets: Iterable[str | Path], progress: ProgressCallback | None = None
                      kept_too=cell.after_kept or cell.output is not None)
         built.append(artifact)
         report(f"{where}: {'cached' if artifact.cached else 'built'}")
+        if _matches(cell.output, winch):
+            runtime.component(artifact)  # (warm's runtime compiles with Winch itself)
+            report(f"{where}: {cell.output} compiled with Winch too")
         if _matches(cell.output, wasmtime_cache):
             from . import wasmtime_cache as own_cache
             if engine is None:
@@ -219,13 +227,14 @@ def _matches(output: str | None, patterns: Sequence[str]) -> bool:
         for pattern in patterns)
 
 
-def _check_patterns(patterns: Sequence[str], cells: Sequence[CellToBuild]) -> None:
-    """Refuse a ``--wasmtime-cache`` pattern that no notebook's ``-o`` path matches."""
+def _check_patterns(flag: str, patterns: Sequence[str], cells: Sequence[CellToBuild]) -> None:
+    """Refuse a ``flag`` pattern (``--wasmtime-cache``, ``--winch``) that no notebook's ``-o``
+    path matches."""
     for pattern in patterns:
         if not any(_matches(cell.output, [pattern]) for cell in cells):
             written = sorted({cell.output for cell in cells if cell.output})
             raise UsageError(
-                f"--wasmtime-cache {pattern!r}: no cell of these notebooks saves a component "
+                f"{flag} {pattern!r}: no cell of these notebooks saves a component "
                 f"there with -o. They save: {', '.join(written) or 'none'}. Give one of these "
                 f"paths as the notebook writes it (relative to its folder), or a pattern like "
                 f"'build/*.wasm'.")
@@ -234,7 +243,7 @@ def _check_patterns(patterns: Sequence[str], cells: Sequence[CellToBuild]) -> No
 def warm_runtime() -> "Runtime":
     """The runtime warm compiles with (its cache is the one filled)."""
     from .runtime import Runtime
-    return Runtime(tier_up=False)
+    return Runtime(strategy="winch", tier_up=False)
 
 
 def warm_compile(runtime: "Runtime", artifact: Artifact, *, one_shot: bool = True,
