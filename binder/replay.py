@@ -32,13 +32,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Runs one notebook; prints, as JSON, the seconds until its first cell starts (the kernel
+# Runs one notebook, in a kernel that knows its notebook as JupyterLab's do; prints, as JSON, the seconds until its first cell starts (the kernel
 # starting, which a student waits for with or without wasi-magic), the seconds from then
 # until its last cell has run, and the seconds of the kernel's shutdown after it. Their sum
 # is the lesson's time; starting this harness (Python, importing nbclient) is not in it.
 EXECUTE = """
-import json, sys, time, nbformat, nbclient
+import json, os, sys, time, nbformat, nbclient
 path = sys.argv[1]
+# As Jupyter Server does for a kernel it starts for a notebook (nbclient does not).
+os.environ["JPY_SESSION_NAME"] = os.path.abspath(path)
 nb = nbformat.read(path, as_version=4)
 marks = {}
 def cell_starts(**_):
@@ -126,9 +128,12 @@ def main() -> int:
         home = base / "home"
         home.mkdir()
         # Binder sets none of wasi-magic's settings (a test session turns tier-up off, for
-        # one): the replay runs with the defaults a student gets.
+        # one): the replay runs with the defaults a student gets. Nor does it stop Python
+        # from writing bytecode caches: without them every kernel and sandbox worker would
+        # compile wasi-magic's modules again (~45 ms a process).
         env = {key: value for key, value in os.environ.items()
-               if key not in ("VIRTUAL_ENV", "PYTHONPATH", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+               if key not in ("VIRTUAL_ENV", "PYTHONPATH", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+                              "PYTHONDONTWRITEBYTECODE")
                and not key.startswith("WASI_MAGIC_")}
         env.update(HOME=str(home), PIP_DISABLE_PIP_VERSION_CHECK="1",
                    PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR",

@@ -12,11 +12,14 @@ from jupyter_client.manager import start_new_kernel
 
 
 @contextlib.contextmanager
-def kernel_in(work: Path, cache: Path, **env: str) -> Iterator[tuple[object, object]]:
+def kernel_in(work: Path, cache: Path, *, arguments: tuple[str, ...] = (),
+              **env: str) -> Iterator[tuple[object, object]]:
     """A kernel running in ``work`` with ``cache`` as its wasi-magic cache and the
-    extension loaded; yields ``(manager, client)`` and shuts it down afterwards."""
+    extension loaded (``arguments``: the kernel's command-line options, e.g. traitlets
+    settings); yields ``(manager, client)`` and shuts it down afterwards."""
     full_env = {**os.environ, "WASI_MAGIC_CACHE": str(cache), **env}
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(work), env=full_env)
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(work), env=full_env,
+                                       extra_arguments=list(arguments))
     try:
         execute(client, "%load_ext wasi_magic")
         yield manager, client

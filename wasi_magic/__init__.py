@@ -92,6 +92,10 @@ def load_ipython_extension(ipython: Any) -> None:
         default_sandbox().start(wait=False)
     except WasiMagicError:
         pass  # no wasmtime: the first cell says how to install it
+    magics = ipython.magics_manager.registry.get("WasiMagics")
+    if getattr(magics, "unpack_ahead", False):
+        from . import ahead
+        ahead.start()  # the notebook's packed cache entries, unpacked while it is read
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.metadata
-import importlib.util
 import os
 import re
 import shutil
@@ -32,6 +30,7 @@ from . import guest, worlds
 from .artifact import Artifact
 from .cache import PACKED, Cache, default_cache
 from .errors import BuildError, GuestImportError
+from .versions import installed_version
 
 WIT_DIR = Path(__file__).with_name("wit")
 CELL_WORLD = "cell"
@@ -135,17 +134,8 @@ def running_build_pids() -> list[int]:
 def componentize_py_version() -> str:
     """The installed componentize-py version, or a clear error with an install hint."""
     try:
-        spec = importlib.util.find_spec("componentize_py")
-        if spec is None:
-            raise importlib.metadata.PackageNotFoundError("componentize-py")
-        # importlib.metadata.version() scans every installed distribution (~15-35 ms, in
-        # every kernel); a wheel's metadata sits next to the package it installed.
-        if spec.origin:
-            found = list(Path(spec.origin).parent.parent.glob("componentize_py-*.dist-info"))
-            if len(found) == 1:
-                return importlib.metadata.Distribution.at(found[0]).version
-        return importlib.metadata.version("componentize-py")
-    except (importlib.metadata.PackageNotFoundError, ImportError):
+        return installed_version("componentize_py", "componentize-py")
+    except ImportError:  # (importlib.metadata.PackageNotFoundError is one)
         raise BuildError("componentize-py is not installed. Install it with: "
                          "pip install 'componentize-py==0.25.*'") from None
 
@@ -237,6 +227,26 @@ def build(
     Raises :class:`BuildError` (syntax errors, imports that cannot be in a
     guest, componentize-py failures) with a message naming the cell line.
     """
+    cache = cache if cache is not None else default_cache()
+    key, name, world, make = _plan(source, paths, cwd, quick, wit, world, cache, progress)
+    return _cached_or_built(key, name, world, cache, make)
+
+
+def build_key_of(source: str | os.PathLike[str], *, paths: Iterable[str | os.PathLike[str]] = (),
+                 cwd: str | os.PathLike[str] | None = None,
+                 wit: str | os.PathLike[str] | None = None, world: str | None = None) -> str:
+    """The cache key :func:`build` would use for these arguments (reading the source file,
+    the ``--path`` folders and the WIT as it would); never builds. Raises BuildError as
+    :func:`build` would for a missing file or folder."""
+    return _plan(source, paths, cwd, False, wit, world, default_cache(), None)[0]
+
+
+def _plan(source: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]],
+          cwd: str | os.PathLike[str] | None, quick: bool, wit: str | os.PathLike[str] | None,
+          world: str | None, cache: Cache, progress: ProgressCallback | None,
+          ) -> tuple[str, str, str | None, Callable[[], Artifact]]:
+    """What :func:`build` needs before it looks in the cache: the key, the component's
+    name, its world, and how to build it fresh."""
     base = Path(cwd) if cwd is not None else Path.cwd()
     name, filename = "cell.wasm", "<cell>"
     extra = list(paths)
@@ -250,16 +260,22 @@ def build(
         name, filename = file.with_suffix(".wasm").name, file.name
         source = text
     folders = _resolve_paths(extra, base)
-    cache = cache if cache is not None else default_cache()
     if wit is not None or world is not None:
         if quick:
             raise BuildError("Quick mode builds commands only; a world needs a full build.")
-        return _build_world(source, folders, filename, name, wit, world, base, cache, progress)
+        spec = worlds.resolve_wit(wit, base)
+        if filename == "<cell>":
+            name = f"{world or 'world'}.wasm"
+        key = world_build_key(source, spec, world, folders, filename)
+        text, world_name = source, world
+        return key, name, world, lambda: _build_world_fresh(
+            text, folders, filename, key, name, spec, world_name, cache, progress)
     if quick:  # the quick-mode sandbox: one component for every cell
         source, folders = "", ()
     key = build_key(source, folders, filename, quick)
-    return _cached_or_built(key, name, None, cache, lambda: _build_fresh(
-        source, folders, filename, key, name, cache, progress, quick))
+    text = source
+    return key, name, None, lambda: _build_fresh(
+        text, folders, filename, key, name, cache, progress, quick)
 
 
 def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
@@ -531,18 +547,6 @@ def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
         digest.update(str(folder).encode() + b"\0")
         _hash_tree(digest, folder)
     return digest.hexdigest()[:32]
-
-
-def _build_world(source: str, folders: tuple[Path, ...], filename: str, name: str,
-                 wit: str | os.PathLike[str] | None, world: str | None, base: Path,
-                 cache: Cache, progress: ProgressCallback | None) -> Artifact:
-    """:func:`build` for a source that implements a WIT world (memo, cache, then componentize-py)."""
-    spec = worlds.resolve_wit(wit, base)
-    if filename == "<cell>":
-        name = f"{world or 'world'}.wasm"
-    key = world_build_key(source, spec, world, folders, filename)
-    return _cached_or_built(key, name, world, cache, lambda: _build_world_fresh(
-        source, folders, filename, key, name, spec, world, cache, progress))
 
 
 def _build_world_fresh(source: str, folders: tuple[Path, ...], filename: str, key: str,

@@ -38,6 +38,8 @@ from typing import Any, Callable, Iterator
 import platformdirs
 
 ENV_VAR = "WASI_MAGIC_CACHE"
+#: Seconds a use of a packed entry waits for another process unpacking it (~0.1 s).
+UNPACK_WAIT = 30.0
 #: A file last changed longer ago than this (ns) has a ctime that no later write can repeat.
 _SETTLED_NS = 100_000_000
 #: The packed form of ``<name><suffix>`` is ``<name><suffix>.zst`` (:mod:`.cache_pack`).
@@ -267,7 +269,11 @@ class Cache:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             unpacked = None
             if not data.exists() and packed.exists():
-                unpacked = self._unpack(folder, section, name, suffix, depth)
+                with _unpacking(packed):
+                    # One unpacker at a time (the kernel's cell, the worker, unpacking
+                    # ahead): the one that waited takes what the other one unpacked.
+                    if not data.exists():
+                        unpacked = self._unpack(folder, section, name, suffix, depth)
             # The metadata must carry our own seal over (section, name, size, sha256), and
             # the data must have that sha256: an entry written by anything but wasi-magic
             # (which would need the key, kept outside the cache) is rebuilt, never loaded.
@@ -672,6 +678,31 @@ def no_room(exc: OSError) -> bool:
 
 class _NoRoom(OSError):
     """An entry could not be unpacked for want of disk space (not because it is damaged)."""
+
+
+@contextlib.contextmanager
+def _unpacking(packed: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a packed entry's frame while it is unpacked. Waits at most
+    :data:`UNPACK_WAIT` seconds for another unpacker (then unpacks beside it, as two
+    unpackers safely can); without a frame to lock, unpacking fails as it would have."""
+    try:
+        frame = open(packed, "rb")
+    except OSError:
+        yield
+        return
+    with frame:
+        deadline = time.monotonic() + UNPACK_WAIT
+        while True:
+            try:
+                fcntl.flock(frame, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            except OSError:
+                break
+        yield
 
 
 def _drop_packed(data: Path) -> None:

@@ -137,6 +137,10 @@ class WasiMagics(Magics):
                              "quick-mode runner there at once, and build its component in the "
                              "background (False: every build-mode cell waits for its build)."
                              ).tag(config=True)
+    unpack_ahead = Bool(True, help="When the kernel was started for a notebook, unpack from a "
+                        "packed cache, while the student reads, what its cells will load "
+                        "(see wasi_magic.ahead; False: each cell unpacks its own on first use)."
+                        ).tag(config=True)
 
     def __init__(self, shell: Any = None) -> None:
         super().__init__(shell)

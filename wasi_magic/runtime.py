@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib.metadata
 import os
 import platform
 import queue
@@ -29,6 +28,7 @@ from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
 from .output import DEFAULT_LIMIT, OutputSink, Relay, TextCallback, format_size
 from .result import RunResult
+from .versions import installed_version
 from . import tierup
 from .sandbox import outbound_host, shim, stdout_pipe
 from .sandbox.store import (Deadline, describe_trap, grant_wasi, instantiate, interrupt_guard,
@@ -82,7 +82,7 @@ class _Flavor:
         # only origins their store was granted are reached.
         outbound_host.define(self.linker)
         self.components: dict[str, Any] = {}
-        version = importlib.metadata.version("wasmtime")
+        version = installed_version("wasmtime", "wasmtime")
         # (The pool is not in the tag: code compiled without it loads into a pooled engine,
         # so a tier-up compile made in another process serves the worker's pooled runtime.)
         self.tag = (f"wasmtime-{version}-{self.strategy}-{'epoch' if epochs else 'noepoch'}"
