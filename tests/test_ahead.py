@@ -132,3 +132,33 @@ def test_the_kernels_notebook_must_be_a_notebook(tmp_path: Path,
     notebook = _notebook(tmp_path, "print(1)")
     monkeypatch.setenv(ahead.SESSION_ENV, str(notebook))
     assert ahead.kernel_notebook() == notebook
+
+
+def test_a_cache_with_nothing_packed_is_left_alone(probe, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No packed entry in the user's cache or the shared one: no cell is even keyed."""
+    root = tmp_path / "cache"
+    Cache(root).put_file("builds", probe.key, ".wasm", probe.path, {})
+    before = sorted(p.name for p in (root / "builds").iterdir())
+
+    def no_planning(*_):
+        raise AssertionError("a cache with nothing packed was planned for")
+    monkeypatch.setattr(ahead, "planned_entries", no_planning)
+    assert ahead.unpack_ahead(_probe_notebook(tmp_path), Cache(root)) == []
+    assert sorted(p.name for p in (root / "builds").iterdir()) == before
+
+
+def test_a_cell_whose_folders_hold_many_files_is_left_to_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keying a cell reads every file of its --path folders: past MAX_FOLDER_FILES, the
+    cell is not keyed ahead (it unpacks its own entries when it runs)."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    for index in range(3):
+        (modules / f"m{index}.py").write_text(f"X = {index}\n")
+    notebook = _notebook(tmp_path, "%%wasi --path modules\nimport m0\nprint(m0.X)")
+    monkeypatch.setattr(ahead, "MAX_FOLDER_FILES", 3)
+    assert [section for section, _, _ in ahead.planned_entries(notebook, Cache(tmp_path / "c"))] \
+        == ["builds"]
+    monkeypatch.setattr(ahead, "MAX_FOLDER_FILES", 2)
+    assert list(ahead.planned_entries(notebook, Cache(tmp_path / "c"))) == []

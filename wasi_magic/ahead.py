@@ -23,10 +23,13 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .cache import PACKED, Cache, default_cache
 from .errors import WasiMagicError
+
+if TYPE_CHECKING:
+    from .warm import CellToBuild
 
 #: Where Jupyter Server names a kernel's notebook (its full path; see
 #: ``SessionManager.get_kernel_env`` in jupyter_server).
@@ -34,6 +37,9 @@ SESSION_ENV = "JPY_SESSION_NAME"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The thread's nice value: it yields the CPU to the kernel and the sandbox worker.
 NICE = 10
+#: A cell whose module folders hold more files than this is left to unpack its own
+#: entries when it runs (keying it ahead would read every one of them).
+MAX_FOLDER_FILES = 1000
 
 _started: set[Path] = set()
 _started_lock = threading.Lock()
@@ -80,6 +86,8 @@ def unpack_ahead(notebook: Path, cache: Cache | None = None) -> list[tuple[str, 
     (and its spare) loading it need not hash it again. Returns the ``(section, name)`` of
     the entries unpacked."""
     cache = cache if cache is not None else default_cache()
+    if not any(next((root / "builds").glob(f"*{PACKED}"), None) for root in _roots(cache)):
+        return []  # nothing packed (a cache that was never packed): nothing to do
     done: list[tuple[str, str, str]] = []
     for section, name, suffix in planned_entries(notebook, cache):
         if _packed_only(cache, section, name, suffix) and \
@@ -107,6 +115,8 @@ def planned_entries(notebook: Path, cache: Cache) -> Iterator[tuple[str, str, st
     for cell in wasi_cells(notebook):
         if cell.quick:
             continue  # the quick-mode runner: the worker loads it when it starts
+        if not _few_files(cell):
+            continue  # keying it reads every file of its folders: left to the cell
         try:
             key = build_key_of(cell.source, paths=cell.paths, cwd=cell.notebook.parent,
                                wit=cell.wit, world=cell.world)
@@ -126,6 +136,22 @@ def planned_entries(notebook: Path, cache: Cache) -> Iterator[tuple[str, str, st
             else:
                 later.append((section, sha256, ".cwasm"))
     yield from later
+
+
+def _few_files(cell: "CellToBuild") -> bool:
+    """Whether the module folders a cell's key covers (``--path``, a built file's folder)
+    hold at most :data:`MAX_FOLDER_FILES` files: keying a cell reads them all."""
+    folders = [cell.notebook.parent / os.path.expanduser(path) for path in cell.paths]
+    if isinstance(cell.source, Path):
+        folders.append((cell.notebook.parent / cell.source).parent)
+    count = 0
+    for folder in folders:
+        for _, dirs, files in os.walk(folder):
+            dirs[:] = [name for name in dirs if not name.startswith(".")]
+            count += len(files)
+            if count > MAX_FOLDER_FILES:
+                return False
+    return True
 
 
 def _roots(cache: Cache) -> list[Path]:
