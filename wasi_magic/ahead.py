@@ -86,11 +86,12 @@ def unpack_ahead(notebook: Path, cache: Cache | None = None) -> list[tuple[str, 
     (and its spare) loading it need not hash it again. Returns the ``(section, name)`` of
     the entries unpacked."""
     cache = cache if cache is not None else default_cache()
-    if not any(next((root / "builds").glob(f"*{PACKED}"), None) for root in _roots(cache)):
+    roots = _roots(cache)
+    if not any(next((root / "builds").glob(f"*{PACKED}"), None) for root in roots):
         return []  # nothing packed (a cache that was never packed): nothing to do
     done: list[tuple[str, str, str]] = []
     for section, name, suffix in planned_entries(notebook, cache):
-        if _packed_only(cache, section, name, suffix) and \
+        if _packed_only(roots, section, name, suffix) and \
                 cache.get(section, name, suffix) is not None:
             done.append((section, name, suffix))
     if done:
@@ -193,10 +194,9 @@ def _component_sha256(cache: Cache, roots: list[Path], key: str) -> str | None:
     return sha256 if isinstance(sha256, str) and _SHA256.fullmatch(sha256) else None
 
 
-def _packed_only(cache: Cache, section: str, name: str, suffix: str) -> bool:
-    """Whether the entry is packed (in either cache) and not unpacked in the user's."""
-    own = cache.root / section
-    if (own / f"{name}{suffix}").exists():
+def _packed_only(roots: list[Path], section: str, name: str, suffix: str) -> bool:
+    """Whether the entry is packed (in either cache: ``roots``, the user's first) and not
+    unpacked in the user's."""
+    if (roots[0] / section / f"{name}{suffix}").exists():
         return False
-    return any((root / section / f"{name}{suffix}{PACKED}").exists()
-               for root in _roots(cache))
+    return any((root / section / f"{name}{suffix}{PACKED}").exists() for root in roots)
