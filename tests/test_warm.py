@@ -187,3 +187,16 @@ def test_warm_names_a_winch_path_no_cell_saves(tmp_path: Path) -> None:
                           timeout=300)
     assert done.returncode == 2 and done.stdout == ""
     assert "--winch 'build/log-analyzer.wasm': no cell of these notebooks saves" in done.stderr
+
+
+def test_a_cell_whose_wit_file_cannot_be_read_is_left_to_the_magic(tmp_path) -> None:
+    """``--wit`` naming a missing file (or a folder): warm (and unpacking ahead) skip that
+    cell instead of failing with a traceback; the cell reports it when it runs."""
+    import nbformat
+    from wasi_magic.warm import wasi_cells
+    notebook = tmp_path / "lesson.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%%wasi --world w --wit nowhere.wit\nprint(1)"),
+        nbformat.v4.new_code_cell("%%wasi --world w --wit .\nprint(1)"),
+        nbformat.v4.new_code_cell("%%wasi\nprint(2)")]), notebook)
+    assert [cell.index for cell in wasi_cells(notebook)] == [2]

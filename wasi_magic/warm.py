@@ -106,8 +106,13 @@ def wasi_cells(notebook: Path) -> Iterator[CellToBuild]:
                 continue  # a session cell runs in the session component, built below
             wit = None
             if flags.world:
-                wit = (notebook.parent / flags.wit).read_text(encoding="utf-8") \
-                    if flags.wit else wits.get(flags.world)
+                if flags.wit:
+                    try:
+                        wit = (notebook.parent / flags.wit).read_text(encoding="utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        continue  # the magic will say why it cannot read it when the cell runs
+                else:
+                    wit = wits.get(flags.world)
                 if wit is None:
                     continue  # the magic will report the missing %%wit cell
             yield CellToBuild(notebook, index, body, tuple(flags.path), bool(flags.quick), wit,
