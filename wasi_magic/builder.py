@@ -191,6 +191,12 @@ def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
     return digest.hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=1)
+def _quick_key() -> str:
+    """The quick-mode sandbox's cache key (fixed for this installation)."""
+    return build_key("", (), "<cell>", True)
+
+
 def _resolve_paths(paths: Iterable[str | os.PathLike[str]], cwd: Path) -> tuple[Path, ...]:
     resolved = []
     for item in paths:
@@ -247,6 +253,11 @@ def _plan(source: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]
           ) -> tuple[str, str, str | None, Callable[[], Artifact]]:
     """What :func:`build` needs before it looks in the cache: the key, the component's
     name, its world, and how to build it fresh."""
+    if quick and source == "" and not paths and wit is None and world is None:
+        # The quick-mode sandbox, asked for by every quick cell: its key never changes.
+        key = _quick_key()
+        return key, "cell.wasm", None, lambda: _build_fresh(
+            "", (), "<cell>", key, "cell.wasm", cache, progress, True)
     base = Path(cwd) if cwd is not None else Path.cwd()
     name, filename = "cell.wasm", "<cell>"
     extra = list(paths)
@@ -285,7 +296,11 @@ def _cached_or_built(key: str, name: str, world: str | None, cache: Cache,
     with _memo_lock:
         known = _memo.get(memo_key)
     if known is not None and known.path.exists():
-        return replace(known, cached=True)
+        if not known.cached:
+            known = replace(known, cached=True)
+            with _memo_lock:
+                _memo[memo_key] = known
+        return known
     while True:
         entry = cache.get("builds", key, ".wasm")
         if entry is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -74,7 +75,16 @@ def cache_limit() -> int:
 
 def cache_dir() -> Path:
     """Where the cache lives: ``$WASI_MAGIC_CACHE`` or the platform's user cache dir."""
-    override = os.environ.get(ENV_VAR)
+    get = os.environ.get
+    # Asked several times a cell: remembered per value of each variable it depends on.
+    return _cache_dir(get(ENV_VAR), get("XDG_CACHE_HOME"), get("HOME"), get("USERPROFILE"),
+                      get("LOCALAPPDATA"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(override: str | None, *where: str | None) -> Path:
+    """:func:`cache_dir` for these values of ``$WASI_MAGIC_CACHE`` and of the variables
+    platformdirs reads (``where``: only the memo's key)."""
     if override:
         return Path(override).expanduser()
     return Path(platformdirs.user_cache_dir("wasi-magic", appauthor=False))

@@ -7,8 +7,10 @@ terminal (see :meth:`Capabilities.wasmtime_command`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -52,18 +54,23 @@ def host_path(text: str, cwd: Path, flag: str) -> Path:
     working directory itself is trusted.
     """
     raw = Path(os.path.expanduser(text))
-    current = Path(raw.anchor) if raw.is_absolute() else cwd
+    # (strings, not Paths, from here: this runs for every grant of every cell)
+    current = raw.anchor if raw.is_absolute() else os.fspath(cwd)
     for part in raw.parts[1:] if raw.is_absolute() else raw.parts:
         if part in ("", "."):
             continue
         if part == "..":
-            current = current.parent  # no link was followed to get here: as the OS goes
+            current = os.path.dirname(current)  # no link was followed to get here: as the OS goes
             continue
-        current = current / part
-        if current.is_symlink():
+        current = os.path.join(current, part)
+        try:
+            link = stat.S_ISLNK(os.lstat(current).st_mode)
+        except (OSError, ValueError):
+            link = False  # (missing: the caller says so)
+        if link:
             target = os.path.realpath(current)
             raise CapabilityError(
-                f"{flag} {text!r}: {str(current)!r} is a symbolic link to {target!r}. "
+                f"{flag} {text!r}: {current!r} is a symbolic link to {target!r}. "
                 f"wasi-magic does not follow links in host paths (a guest could have planted "
                 f"it); to use the target, name it: {flag} {target}")
     return Path(os.path.normpath(current))
@@ -104,7 +111,6 @@ def read_guest_file(path: str | os.PathLike[str], *, cwd: str | os.PathLike[str]
     file of at most ``limit`` bytes: a guest that replaced its output by a link to
     a host secret, a FIFO or ``/dev/zero`` gets a clear error, not a host read.
     """
-    import stat
     text = os.fspath(path)
     target = host_path(text, Path(cwd) if cwd is not None else Path.cwd(), "guest file")
     try:
@@ -126,16 +132,22 @@ def read_guest_file(path: str | os.PathLike[str], *, cwd: str | os.PathLike[str]
 
 def protected_folders() -> dict[Path, str]:
     """Folders no grant may cover or reach into: whoever writes there runs code on the host."""
+    return {Path(folder): why for folder, _, why in _protected_now()}
+
+
+def _protected_now() -> tuple[tuple[str, str, str], ...]:
+    """:func:`_protected` for the environment as it is now."""
     # Keyed by the environment's raw bytes: decoding every variable (os.environ.items())
     # cost ~15 µs a grant, many times what the lookup saves otherwise.
     raw = getattr(os.environ, "_data", None)
     environment = frozenset(raw.items()) if isinstance(raw, dict) else frozenset(os.environ.items())
-    return dict(_protected(environment))
+    return _protected(environment)
 
 
 @functools.lru_cache(maxsize=4)
-def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[Path, str], ...]:
-    """:func:`protected_folders` for this environment, resolved as the OS resolves them.
+def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[str, str, str], ...]:
+    """:func:`protected_folders` for this environment, resolved as the OS resolves them:
+    ``(folder, folder + separator, why)``.
 
     Remembered per environment (where they are depends only on it): finding and resolving
     them costs ~0.3 ms, on every grant of every cell otherwise. No guest can change what
@@ -164,23 +176,25 @@ def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[Path, str
     else:
         found[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
         found[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
-    return tuple((Path(os.path.realpath(folder)), why) for folder, why in found.items())
+    resolved = ((os.path.realpath(folder), why) for folder, why in found.items())
+    return tuple((real, _inside(real), why) for real, why in resolved)
 
 
-def _within(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or inside it (both resolved, absolute)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def _inside(folder: str) -> str:
+    """The prefix of every path inside ``folder`` (resolved, absolute)."""
+    return folder.rstrip(os.sep) + os.sep
 
 
 def _check_not_protected(host: Path, spec: str) -> None:
     real = os.path.realpath(host)
-    for folder_path, why in protected_folders().items():
-        folder = str(folder_path)
-        if _within(real, folder) or _within(folder, real):
-            where = "is" if real == folder else "contains" if _within(folder, real) \
-                else "is inside"
+    real_inside = _inside(real)
+    for folder, folder_inside, why in _protected_now():
+        # (string tests, not pathlib: this runs for every grant of every cell)
+        within = real == folder or real.startswith(folder_inside)
+        if within or folder.startswith(real_inside):
+            where = "is" if real == folder else "is inside" if within else "contains"
             raise CapabilityError(
-                f"--dir {spec!r}: {str(real)!r} {where} {why} ({str(folder)!r}); a guest with "
+                f"--dir {spec!r}: {real!r} {where} {why} ({folder!r}); a guest with "
                 f"this grant could change what the host runs. Grant a subfolder that holds "
                 f"only the guest's data, e.g. --dir data::/data.")
 
@@ -251,11 +265,16 @@ class DirGrant:
     @classmethod
     def _checked(cls, host: Path, guest: str, read_only: bool, spec: str,
                  cwd: Path) -> "DirGrant":
-        if not host.exists():
+        try:
+            is_dir = stat.S_ISDIR(os.stat(host).st_mode)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise CapabilityError(f"--dir {spec!r}: cannot use the host directory "
+                                      f"{str(host)!r}: {exc.strerror or exc}.") from None
             raise CapabilityError(
                 f"--dir {spec!r}: the host directory {str(host)!r} does not exist "
-                f"(paths are relative to {str(cwd)!r}). Create it or fix the path.")
-        if not host.is_dir():
+                f"(paths are relative to {str(cwd)!r}). Create it or fix the path.") from None
+        if not is_dir:
             raise CapabilityError(
                 f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
                 f"Grant the directory that contains it.")

@@ -72,9 +72,13 @@ class Status:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._handle: Any = None
-        self._terminal = not _in_kernel()
         self._dirty = False
         self._last = ""
+
+    @functools.cached_property
+    def _terminal(self) -> bool:
+        # (asked only when something is shown: a quiet cell never needs it)
+        return not _in_kernel()
 
     def show(self, text: str) -> None:
         if not self.enabled or text == self._last:
@@ -98,7 +102,7 @@ class Status:
 
     def done(self, text: str) -> None:
         self.show(text)
-        if self._terminal and self._dirty:
+        if self._dirty and self._terminal:
             sys.stderr.write("\n")
             self._dirty = False
 
@@ -395,6 +399,8 @@ class WasiMagics(Magics):
         holding ``x --dir /::/host`` (say, a guest's own output) would become
         flags. Expanded word by word, a value stays one argument, whatever it holds.
         """
+        if "{" not in line and "$" not in line:
+            return list(_split(line))  # (most lines: nothing to expand)
         from IPython.utils.text import DollarFormatter
         formatter = DollarFormatter()
         words = []

@@ -254,11 +254,11 @@ class Runtime:
         the supervisor's spare takes over. Runs with fuel keep their epoch checks.
         """
         started = time.perf_counter()
-        flavor, component, how = self._best(artifact, fuel)
+        path, digest = _source(artifact)
+        flavor, component, how = self._best(path, digest, fuel)
         seconds = time.perf_counter() - started
         if how == "memory":  # loaded by preload() for this run: say so
-            seconds, how = self._preloaded.pop((_source(artifact)[1], fuel),
-                                               (seconds, how))
+            seconds, how = self._preloaded.pop((digest, fuel), (seconds, how))
         return component, seconds, how, flavor.strategy
 
     def preload(self, digest: str, *, fuel: bool = False) -> str | None:
@@ -311,9 +311,9 @@ class Runtime:
             flavor = self._flavor(fuel, "cranelift", epochs=epochs or fuel)
             return self._load(flavor, path, digest, fuel)[1]
 
-    def _best(self, artifact: Artifact | str | os.PathLike[str],
-              fuel: bool) -> tuple[_Flavor, Any, str]:
-        path, digest = _source(artifact)
+    def _best(self, path: Path, digest: str, fuel: bool) -> tuple[_Flavor, Any, str]:
+        """``(flavor, component, how)`` to run the component at ``path`` (sha256 ``digest``)
+        with now: see :meth:`compiled`."""
         base = self._flavor(fuel)
         with self._lock:
             epochs = fuel or self.exit_stop is None
@@ -457,14 +457,15 @@ class Runtime:
             limits = Limits(timeout=timeout or None, fuel=fuel, max_memory=max_memory,
                             max_output=output_limit)
         caps = capabilities if capabilities is not None else Capabilities()
-        name = artifact.name if isinstance(artifact, Artifact) else Path(artifact).name
         started = time.perf_counter()
-        flavor, component, how = self._best(artifact, bool(limits.fuel))
+        path, digest = _source(artifact)
+        name = artifact.name if isinstance(artifact, Artifact) else path.name
+        flavor, component, how = self._best(path, digest, bool(limits.fuel))
         compile_seconds = time.perf_counter() - started
         out = OutputSink("stdout", stdout, limits.max_output)
         err = OutputSink("stderr", stderr, limits.max_output)
         result = RunResult(status=0, stdout="", stderr="", capabilities=caps,
-                           artifact=artifact.path if isinstance(artifact, Artifact) else Path(artifact),
+                           artifact=path,
                            compile_seconds=compile_seconds, steps={"component": how},
                            tier=flavor.strategy,
                            limits=limits)

@@ -223,6 +223,8 @@ class Sandbox:
 
     def _remember(self, worker: WorkerProcess, key: tuple, message: tuple) -> None:
         """``message`` loaded something into ``worker``: a spare should load it too."""
+        if key in worker.loaded and next(reversed(self._warm), None) == key:
+            return  # (every quick cell: the same sandbox again, remembered already)
         worker.loaded.add(key)
         self._warm[key] = message
         self._warm.move_to_end(key)

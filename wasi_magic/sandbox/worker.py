@@ -95,7 +95,7 @@ class Worker:
     @staticmethod
     def _use_cache(root: str | None) -> None:
         # The kernel's cache setting at the time of the request (it may change).
-        if root:
+        if root and os.environ.get("WASI_MAGIC_CACHE") != root:
             os.environ["WASI_MAGIC_CACHE"] = root
 
     def allow_exit_stops(self) -> None:
