@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from . import guest, worlds
 from .artifact import Artifact
-from .cache import PACKED, Cache, default_cache
+from .cache import PACKED, Cache, default_cache, remembered_sha256
 from .errors import BuildError, GuestImportError
 from .versions import installed_version
 
@@ -141,6 +142,9 @@ def componentize_py_version() -> str:
 
 
 def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
+    """Add every file under ``folder`` (which the guest may import or read while it is
+    pre-initialized) to ``digest``: its name and its contents' sha256, read again only
+    when the file changed. A FIFO or a device is never read (it could block or never end)."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
@@ -149,7 +153,11 @@ def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
             path = Path(root, name)
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
             try:
-                digest.update(path.read_bytes())
+                info = os.stat(path)
+                if stat.S_ISREG(info.st_mode):
+                    digest.update(remembered_sha256(path, info).encode())
+                else:
+                    digest.update(b"<not a regular file>")
             except OSError:
                 digest.update(b"<unreadable>")
             digest.update(b"\0")

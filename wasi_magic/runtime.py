@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifact import Artifact
-from .cache import Cache, default_cache, file_sha256
+from .cache import Cache, default_cache, remembered_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
@@ -626,30 +626,14 @@ def _source(artifact: Artifact | str | os.PathLike[str]) -> tuple[Path, str]:
         raise RuntimeFailure(f"Cannot read {str(path)!r}: {exc.strerror or exc}.") from None
 
 
-#: sha256 of component files run by path, keyed by what ``stat`` says of the file.
-_DIGESTS: dict[tuple[int, ...], str] = {}
-_DIGESTS_MAX = 256
-
-
 def _file_digest(path: Path) -> str:
-    """The sha256 of ``path``, hashed again only when the file changed.
-
-    Hashing a 20 MiB Python component takes ~15 ms, several times longer than
-    running it, so re-running ``run("x.wasm")`` remembers the digest per
-    device, inode, size, modification and change time (as make and git do).
-    """
-    st = path.stat()
-    if not stat.S_ISREG(st.st_mode):
+    """The sha256 of ``path`` (hashing a 20 MiB Python component takes ~15 ms, several
+    times longer than running it: see :func:`~wasi_magic.cache.remembered_sha256`)."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
         raise RuntimeFailure(f"{str(path)!r} is not a regular file (a device, a FIFO or a "
                              f"folder): give the path of a .wasm file.")
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    digest = _DIGESTS.get(key)
-    if digest is None:
-        digest = file_sha256(path)
-        if len(_DIGESTS) >= _DIGESTS_MAX:
-            _DIGESTS.clear()
-        _DIGESTS[key] = digest
-    return digest
+    return remembered_sha256(path, info)
 
 
 def _run_export(instance: Any, store: Any) -> Any:
