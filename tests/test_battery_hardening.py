@@ -139,6 +139,30 @@ def test_a_guest_cannot_write_flags_through_expansion(kernel, tree: Path) -> Non
     alive(kernel)
 
 
+#: A name longer than any file system takes (255 bytes a component): the OS refuses to look.
+LONG = "n" * 300
+
+
+@pytest.mark.parametrize("cell", [
+    f"%%wasi -q --quick --dir {LONG}::/d\nprint('ran')\n",
+    f"%%wasi -q --quick --dir {{tree}}/{LONG}/sub::/d\nprint('ran')\n",
+    f"%%wasi -q --quick --stdin {LONG}\nprint('ran')\n",
+    f"%%wasi -q --quick --stdin {{tree}}/{LONG}/input.txt\nprint('ran')\n",
+    f"%%wasi -q --p1 -o {{tree}}/{LONG}/cell.wasm\n(module)\n",
+    f"%%wasi -q --path {{tree}}/{LONG}\nprint('ran')\n",
+    f"%%wasi -q --world w --wit {LONG}.wit\nprint('ran')\n",
+    f"%wasi run {{tree}}/{LONG}.wasm",
+    f"%wasi build {{tree}}/{LONG}.py",
+])
+def test_names_the_os_will_not_look_up_are_refused_in_one_line(kernel, tree: Path,
+                                                                 cell: str) -> None:
+    """Each was an OSError traceback from inside wasi_magic (pathlib raises ENAMETOOLONG)."""
+    before = digest_tree(tree)
+    refused(kernel, cell.format(tree=tree), "UsageError", "File name too long")
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
 @pytest.mark.parametrize("flags,words", [
     ("--fuel inf", "--fuel 'inf'"), ("--fuel 1e400", "--fuel '1e400'"),
     ("-W fuel=inf", "--fuel 'inf'"), ("--fuel 18446744073709551616", "must be between 1"),

@@ -113,3 +113,19 @@ def test_protected_folders_follow_the_environment(tmp_path: Path, monkeypatch) -
         Capabilities.parse(["data::/data"], cwd=tmp_path)
     monkeypatch.setenv("WASI_MAGIC_CACHE", str(tmp_path / "elsewhere"))
     assert Capabilities.parse(["data::/data"], cwd=tmp_path).dirs
+
+
+@pytest.mark.parametrize("make", [
+    lambda long: Capabilities.parse(dirs=[f"{long}::/d"]),
+    lambda long: Capabilities.parse(stdin_file=long),
+    lambda long: Capabilities.parse(stdin_file=f"/tmp/{long}/input.txt"),
+])
+def test_a_name_the_os_refuses_is_a_clear_error(make) -> None:
+    with pytest.raises(CapabilityError, match="File name too long"):
+        make("n" * 300)
+
+
+def test_an_output_file_in_a_folder_the_os_refuses(tmp_path: Path) -> None:
+    from wasi_magic.capabilities import write_host_file
+    with pytest.raises(CapabilityError, match="-o .*File name too long"):
+        write_host_file(str(tmp_path / ("n" * 300) / "cell.wasm"), b"")

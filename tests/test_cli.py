@@ -36,6 +36,9 @@ def test_bad_input_is_one_line_not_a_traceback(sandbox: Path) -> None:
         (("inspect", "data/input.txt"), "not a WebAssembly binary"),
         (("build", "missing.py"), "expected an existing Python file"),
         (("frob",), "invalid choice"),
+        (("run", "n" * 300 + ".wasm"), "File name too long"),
+        (("build", "n" * 300 + ".py"), "File name too long"),
+        (("run", "data/input.txt", "--dir", "n" * 300), "File name too long"),
     ]:
         done = cli(*args, cwd=sandbox)
         assert done.returncode == 2, (args, done.stderr)

@@ -85,7 +85,14 @@ def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
     guest planted in a read-write grant never redirects the write.
     """
     target = host_path(text, cwd if cwd is not None else Path.cwd(), flag)
-    if not target.parent.is_dir():
+    try:
+        folder = stat.S_ISDIR(os.stat(target.parent).st_mode)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise CapabilityError(f"{flag} {text!r}: cannot write into {str(target.parent)!r}: "
+                                  f"{exc.strerror or exc}.") from None
+        folder = False
+    if not folder:
         raise CapabilityError(f"{flag} {text!r}: the folder {str(target.parent)!r} does not exist.")
     payload = data if isinstance(data, bytes) else Path(data).read_bytes()
     try:
@@ -352,13 +359,20 @@ class Capabilities:
         for arg in args:
             if "\0" in arg:
                 raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
-        if stdin_path is not None and not stdin_path.is_file():
-            if stdin_path.exists():
+        if stdin_path is not None:
+            try:
+                regular = stat.S_ISREG(os.stat(stdin_path).st_mode)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise CapabilityError(
+                        f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).") from None
+                raise CapabilityError(f"--stdin {stdin_text!r}: cannot read {str(stdin_path)!r}: "
+                                      f"{exc.strerror or exc}.") from None
+            if not regular:
                 raise CapabilityError(
                     f"--stdin {stdin_text!r}: {str(stdin_path)!r} is not a regular file (a "
                     f"FIFO, a device or a folder), so the guest could wait on it forever or "
                     f"read without end. Save the input to a file and give that.")
-            raise CapabilityError(f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).")
         return cls(dirs=grants, env=pairs, args=tuple(args), stdin=stdin, stdin_file=stdin_path,
                    http=http)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from .binary import is_core_module
 from .capabilities import CAPABILITY_ARGUMENTS, Capabilities
-from .errors import UsageError, WasiMagicError
+from .errors import UsageError, WasiMagicError, path_error
 from .limits import LIMIT_ARGUMENTS, Limits
 from .output import format_size
 
@@ -396,6 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write("\n")
     except WasiMagicError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except OSError as exc:
+        error = path_error(exc)
+        if error is None:
+            raise
+        sys.stderr.write(f"error: {error}\n")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -38,6 +38,20 @@ class RuntimeFailure(WasiMagicError):
     """Wasmtime could not load or run a component (not a guest error)."""
 
 
+def path_error(exc: OSError) -> UsageError | None:
+    """The one-line error for an OS error about a path the user named (a name too long for
+    the file system, a folder that cannot be searched …), or None if ``exc`` names no path.
+
+    For the front ends: a check that looks at a user's path through :mod:`pathlib` raises
+    such errors as they are, and the user should see the path and the reason, not a
+    traceback from inside wasi_magic.
+    """
+    if exc.filename is None:
+        return None
+    return UsageError(f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}. "
+                      f"Check the path you gave.")
+
+
 def require_wasmtime() -> None:
     """Raise :class:`RuntimeFailure` with an install hint if wasmtime-py cannot be imported."""
     import importlib.util

@@ -24,7 +24,7 @@ from .session import prepare_cell, run_prepared
 from .sessions import Sessions
 from .capabilities import Capabilities, write_host_file
 from .flags import CELL_ARGUMENTS
-from .errors import UsageError, WasiMagicError
+from .errors import UsageError, WasiMagicError, path_error
 from .output import format_size
 from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
 from .result import BuildingResult, RunResult
@@ -172,6 +172,8 @@ class WasiMagics(Magics):
             self._run_cell(line, cell)
         except WasiMagicError as exc:
             raise _shown(exc) from None
+        except OSError as exc:
+            raise _shown_os(exc) from None
 
     def _run_cell(self, line: str, cell: str) -> None:
         flags, program_args = cli.split_program_args(self._words(line))
@@ -505,6 +507,8 @@ class WasiMagics(Magics):
                                interface=default_sandbox().interface)
         except WasiMagicError as exc:
             raise _shown(exc) from None
+        except OSError as exc:
+            raise _shown_os(exc) from None
         except KeyboardInterrupt as exc:
             building = words[:1] in (["build"], ["warm"])
             raise _stopped(BUILD_INTERRUPTED if building else str(exc) or "interrupted") from None
@@ -625,6 +629,12 @@ class GuestInterrupted(KeyboardInterrupt):
 def _stopped(message: str) -> GuestInterrupted:
     sys.stdout.flush()
     return GuestInterrupted(message)
+
+
+def _shown_os(exc: OSError) -> Exception:
+    """An OS error about a path the user gave, shown as one line (other OS errors as they are)."""
+    error = path_error(exc)
+    return exc if error is None else _shown(error)
 
 
 def _shown(exc: WasiMagicError) -> Exception:
