@@ -76,6 +76,18 @@ def host_path(text: str, cwd: Path, flag: str) -> Path:
     return Path(os.path.normpath(current))
 
 
+def _mode(path: str | os.PathLike[str], what: str) -> int | None:
+    """``os.stat(path).st_mode``, or None if nothing is there. Any other OS error (a name
+    too long for the file system, a folder that cannot be searched) is a
+    :class:`CapabilityError` that starts with ``what`` and gives the OS's reason."""
+    try:
+        return os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise CapabilityError(f"{what}: {exc.strerror or exc}.") from None
+
+
 def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
                     flag: str = "-o") -> Path:
     """Write ``data`` (bytes, or a file's contents) to the host path ``text``, for ``-o``.
@@ -85,14 +97,8 @@ def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
     guest planted in a read-write grant never redirects the write.
     """
     target = host_path(text, cwd if cwd is not None else Path.cwd(), flag)
-    try:
-        folder = stat.S_ISDIR(os.stat(target.parent).st_mode)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            raise CapabilityError(f"{flag} {text!r}: cannot write into {str(target.parent)!r}: "
-                                  f"{exc.strerror or exc}.") from None
-        folder = False
-    if not folder:
+    mode = _mode(target.parent, f"{flag} {text!r}: cannot write into {str(target.parent)!r}")
+    if mode is None or not stat.S_ISDIR(mode):
         raise CapabilityError(f"{flag} {text!r}: the folder {str(target.parent)!r} does not exist.")
     payload = data if isinstance(data, bytes) else Path(data).read_bytes()
     try:
@@ -272,16 +278,12 @@ class DirGrant:
     @classmethod
     def _checked(cls, host: Path, guest: str, read_only: bool, spec: str,
                  cwd: Path) -> "DirGrant":
-        try:
-            is_dir = stat.S_ISDIR(os.stat(host).st_mode)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                raise CapabilityError(f"--dir {spec!r}: cannot use the host directory "
-                                      f"{str(host)!r}: {exc.strerror or exc}.") from None
+        mode = _mode(host, f"--dir {spec!r}: cannot use the host directory {str(host)!r}")
+        if mode is None:
             raise CapabilityError(
                 f"--dir {spec!r}: the host directory {str(host)!r} does not exist "
-                f"(paths are relative to {str(cwd)!r}). Create it or fix the path.") from None
-        if not is_dir:
+                f"(paths are relative to {str(cwd)!r}). Create it or fix the path.")
+        if not stat.S_ISDIR(mode):
             raise CapabilityError(
                 f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
                 f"Grant the directory that contains it.")
@@ -360,15 +362,10 @@ class Capabilities:
             if "\0" in arg:
                 raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
         if stdin_path is not None:
-            try:
-                regular = stat.S_ISREG(os.stat(stdin_path).st_mode)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                    raise CapabilityError(
-                        f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).") from None
-                raise CapabilityError(f"--stdin {stdin_text!r}: cannot read {str(stdin_path)!r}: "
-                                      f"{exc.strerror or exc}.") from None
-            if not regular:
+            mode = _mode(stdin_path, f"--stdin {stdin_text!r}: cannot read {str(stdin_path)!r}")
+            if mode is None:
+                raise CapabilityError(f"--stdin {stdin_text!r}: no such file ({str(stdin_path)!r}).")
+            if not stat.S_ISREG(mode):
                 raise CapabilityError(
                     f"--stdin {stdin_text!r}: {str(stdin_path)!r} is not a regular file (a "
                     f"FIFO, a device or a folder), so the guest could wait on it forever or "
