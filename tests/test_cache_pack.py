@@ -363,6 +363,7 @@ def test_a_preload_loads_what_the_cache_holds_and_never_compiles(packed, probe,
     before = _files(root)
     assert runtime.preload(session_ready.sha256) is None
     assert _files(root) == before  # nothing compiled, nothing written
+    assert runtime.in_memory() == {probe.sha256}
 
 
 def test_the_sandbox_preloads_while_the_kernel_unpacks(packed, probe) -> None:

@@ -246,3 +246,27 @@ def test_world_output_cap_through_the_kernel(kernel, shared_cache: Path) -> None
     out = streams(messages, "stdout")
     assert "hello, a" in out and "stdout truncated after 8 bytes" in out, messages
     assert "'greeted a long name'" in out
+
+
+PING = ("from wasi_magic.sandbox.supervisor import default_sandbox\n"
+        "print(*default_sandbox().request(('ping',))['components'])")
+
+
+def test_load_ext_has_the_new_worker_load_the_quick_runner_before_any_cell(
+        quick_ready, shared_cache: Path, tmp_path: Path) -> None:
+    """``%load_ext`` names the built quick-mode runner to the worker it starts, which loads
+    it from the cache before any cell asks: the first quick cell finds it in memory."""
+    with kernel_in(tmp_path, shared_cache) as (_, client):
+        held = streams(execute(client, PING), "stdout").split()
+        assert held == [quick_ready.sha256]  # nothing else: no cell has run
+        out = execute(client, "%%wasi -q --result r\nprint('first cell')")
+        assert streams(out, "stdout") == "first cell\n"
+        assert streams(execute(client, "print(r.steps['component'])"), "stdout") != "compiled\n"
+
+
+def test_without_a_built_runner_load_ext_loads_and_builds_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with kernel_in(tmp_path, cache) as (_, client):
+        held = streams(execute(client, PING), "stdout")
+        assert held == "\n"
+        assert not list(cache.rglob("*.wasm")) and not list(cache.rglob("*.cwasm"))

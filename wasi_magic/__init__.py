@@ -86,10 +86,15 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """Register ``%%wasi`` and ``%wasi`` (called by ``%load_ext wasi_magic``)."""
     from .magic import WasiMagics
+    from .quick import built_sandbox_sha256
     from .sandbox.supervisor import default_sandbox
     ipython.register_magics(WasiMagics)
+    try:  # the quick-mode runner, if built: nearly every notebook's first cell runs in it
+        runner = built_sandbox_sha256()
+    except (WasiMagicError, OSError):
+        runner = None  # (an unusable cache folder: the first cell says what is wrong)
     try:  # the sandbox worker starts in the background while the student reads on
-        default_sandbox().start(wait=False)
+        default_sandbox().start(wait=False, preload=[runner] if runner else [])
     except WasiMagicError:
         pass  # no wasmtime: the first cell says how to install it
     magics = ipython.magics_manager.registry.get("WasiMagics")

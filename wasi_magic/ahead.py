@@ -115,7 +115,7 @@ def planned_entries(notebook: Path, cache: Cache) -> Iterator[tuple[str, str, st
     seen: set[str] = set()
     for cell in wasi_cells(notebook):
         if cell.quick:
-            continue  # the quick-mode runner: the worker loads it when it starts
+            continue  # the quick-mode runner: %load_ext has the new worker load it
         if not _few_files(cell):
             continue  # keying it reads every file of its folders: left to the cell
         try:

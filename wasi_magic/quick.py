@@ -103,3 +103,15 @@ def built_sandbox() -> Artifact | None:
     """The quick-mode sandbox if it is built already (never builds it)."""
     from .builder import build_key, cached_artifact_by_key
     return cached_artifact_by_key(build_key("", quick=True), "cell.wasm")
+
+
+def built_sandbox_sha256() -> str | None:
+    """The quick-mode sandbox's sha256 if this user's cache holds it built, packed or not:
+    read from its sealed metadata alone (never builds, unpacks or reads the component).
+    ``%load_ext`` names it to the new sandbox worker, which loads its compiled form."""
+    from .builder import _quick_key
+    from .cache import default_cache
+    cache = default_cache()
+    meta = cache.sealed_meta("builds", _quick_key()) if cache.enabled else None
+    sha256 = meta.get("sha256") if meta is not None else None
+    return sha256 if isinstance(sha256, str) else None

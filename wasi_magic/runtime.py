@@ -14,6 +14,7 @@ import gc
 import os
 import platform
 import queue
+import re
 import stat
 import threading
 import time
@@ -170,6 +171,12 @@ class Runtime:
         ``timeout`` seconds passed (False). True at once if tier-up is off."""
         return self.tier_up.wait(timeout) if self.tier_up is not None else True
 
+    def in_memory(self) -> set[str]:
+        """The sha256s of the components this runtime holds compiled in memory (by any of
+        its engines)."""
+        with self._lock:
+            return {digest for flavor in self._flavors.values() for digest in flavor.components}
+
     def forget(self) -> None:
         """Drop compiled components held in memory."""
         with self._lock:
@@ -269,6 +276,8 @@ class Runtime:
         The sandbox worker does this while the kernel unpacks the component itself from a
         packed cache: the two take ~30-140 ms each, at the same time. The next
         :meth:`compiled` reports the load it saved as its own (``how``, ``seconds``)."""
+        if not _SHA256.fullmatch(digest):
+            return None  # (a cache entry's name: never a path)
         started = time.perf_counter()
         with self._lock:
             epochs = fuel or self.exit_stop is None
@@ -561,6 +570,9 @@ class Runtime:
         if deadline.interrupted:
             raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _discard(data: bytes) -> None:

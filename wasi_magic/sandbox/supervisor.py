@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pathlib import Path
 
@@ -183,15 +183,24 @@ class Sandbox:
 
     # --- workers ----------------------------------------------------------------------------
 
-    def start(self, wait: bool = True) -> "Sandbox":
+    def start(self, wait: bool = True, *, preload: Iterable[str] = ()) -> "Sandbox":
         """Start the worker now rather than on first use (``wait=False``: in the background,
-        as ``%load_ext wasi_magic`` does, so the first cell finds it ready)."""
+        as ``%load_ext wasi_magic`` does, so the first cell finds it ready).
+
+        ``preload``: sha256s of components the worker then loads from the cache as soon
+        as it is ready, before any request (it never compiles them), so that the first
+        run of each finds it in memory (``%load_ext`` names the quick-mode runner)."""
         with self._lock:
             if wait:
-                self._worker()
-            elif self._active is None:
-                _require_wasmtime()
-                self._active = WorkerProcess()
+                worker = self._worker()
+            else:
+                if self._active is None:
+                    _require_wasmtime()
+                    self._active = WorkerProcess()
+                worker = self._active
+            for sha256 in preload:
+                # Request id 0, no wait: the frames queue in the pipe until the worker reads.
+                worker.send(("preload", 0, sha256, False, str(cache_dir())))
         return self
 
     def _worker(self) -> WorkerProcess:

@@ -119,7 +119,10 @@ class Worker:
     # --- requests -------------------------------------------------------------------------
 
     def _do_ping(self, rid: int) -> dict:
-        return {"pid": os.getpid(), "sessions": len(self._sessions)}
+        """Who answers, and what it holds: sessions, and the sha256s of components in memory."""
+        from ..runtime import default_runtime
+        return {"pid": os.getpid(), "sessions": len(self._sessions),
+                "components": sorted(default_runtime().in_memory())}
 
     def _do_run(self, rid: int, spec: dict) -> dict:
         """Run a command component or a Preview 1 module; the result's fields."""
