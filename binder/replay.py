@@ -5,7 +5,8 @@ repository, with a fresh HOME (hence a fresh wasi-magic cache) and a fresh
 virtual environment, it:
 
 1. installs ``binder/requirements.txt`` as repo2docker would;
-2. runs every lesson once on the empty cache (the cold run), then empties it;
+2. runs every lesson once on the empty cache (the cold run), then removes all it left
+   (HOME emptied, the repository as cloned: the image has none of it);
 3. runs ``binder/postBuild`` (which warms and packs the cache: ``cache_bytes`` is the
    image's cache, measured right after it);
 4. runs every lesson again (the warm run), counting componentize-py builds.
@@ -58,14 +59,38 @@ print(json.dumps({"kernel": marks["first"] - started, "cells": marks["last"] - m
 
 def copy_repository(target: Path) -> Path:
     """Copy the files git knows (as a fresh clone would have them) into ``target``."""
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
-    for name in names:
+    for name in repository_files():
         source = ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     return target
+
+
+def repository_files() -> list[str]:
+    """The files of a fresh clone, relative to the repository's root."""
+    return subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                          check=True, capture_output=True, text=True).stdout.split()
+
+
+def reset_to_clone(repo: Path, home: Path) -> None:
+    """Undo what the cold run left, as the image starts without it: every file in ``repo``
+    a fresh clone lacks (the lessons' ``build/`` folders, bytecode) and everything in
+    ``home`` (wasi-magic's and wasmtime's caches, matplotlib's font list, IPython's
+    profile). Only what ``postBuild`` then makes is there for the warm run, as in Binder."""
+    keep = {repo / name for name in repository_files()}
+    for path in sorted(repo.rglob("*"), reverse=True):  # a folder's files before it
+        if path in keep:
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    for path in home.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -150,8 +175,7 @@ def main() -> int:
 
         cold = run_lessons(python, repo, env)
         cold_builds = builds(cache)
-        shutil.rmtree(cache, ignore_errors=True)
-        shutil.rmtree(wasmtime_cache, ignore_errors=True)
+        reset_to_clone(repo, home)
 
         post_build = run(["bash", "binder/postBuild"], env, repo)
         after_post_build = builds(cache)
