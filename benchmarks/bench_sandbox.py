@@ -10,7 +10,8 @@ turns, so drift on the machine touches both alike):
 - unchanged build-mode cell re-run: in-process vs worker, and through ``run_cell``;
 - first run after a kernel restart: a fresh process runs ``%load_ext`` then the
   cell; only ``run_cell`` is timed (right after ``%load_ext``, and once the
-  worker has had a moment to start);
+  worker has had a moment to start); and a quick cell, once the worker has had a
+  moment to start (and to load the quick-mode runner, which ``%load_ext`` names);
 - a guest blocked in ``select`` under ``--timeout 1``: seconds past the deadline
   until the result; Interrupt (SIGINT) of a blocked guest and of a spinning one
   until the caller is free;
@@ -135,18 +136,20 @@ shell = InteractiveShell.instance()
 shell.run_line_magic("load_ext", "wasi_magic")
 time.sleep({pause})
 started = time.perf_counter()
-shell.run_cell("%%wasi -q --out O -- x\\n" + {cell!r})
+shell.run_cell("%%wasi -q {mode} --out O -- x\\n" + {cell!r})
 seconds = time.perf_counter() - started
 assert shell.user_ns["O"] == "hello ['x']\\n", shell.user_ns.get("O")
 print(json.dumps({{"seconds": seconds}}))
 """
 
 
-def restart(reps: int, pause: float) -> dict[str, float]:
-    """First run after a restart: a new process, a warm disk cache; only run_cell timed."""
+def restart(reps: int, pause: float, mode: str = "") -> dict[str, float]:
+    """First run after a restart: a new process, a warm disk cache; only run_cell timed
+    (``mode``: ``--quick`` for a quick cell; else a build-mode cell, built already)."""
     samples = []
     for _ in range(reps):
-        done = subprocess.run([sys.executable, "-c", RESTART_CHILD.format(cell=HELLO, pause=pause)],
+        child = RESTART_CHILD.format(cell=HELLO, pause=pause, mode=mode)
+        done = subprocess.run([sys.executable, "-c", child],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
         if done.returncode:
             raise SystemExit(done.stderr[-2000:])
@@ -269,6 +272,8 @@ def main() -> None:
     report.update(through_ipython(args.reps))
     report["first run after a restart (run_cell right after %load_ext)"] = restart(7, 0.0)
     report["first run after a restart (worker started, 1 s after %load_ext)"] = restart(7, 1.0)
+    # %load_ext has the worker load the quick-mode runner: a quick cell then finds it.
+    report["first quick cell after a restart (1 s after %load_ext)"] = restart(7, 1.0, "--quick")
     report.update(blocked(max(3, args.reps // 6), quick_art, sandbox))
     report["kernel RSS (MiB)"] = kernel_rss()
     report["edge handler per request"] = edge(200)
