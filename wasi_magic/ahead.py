@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .cache import PACKED, Cache, default_cache
+from .cache import PACKED, Cache, default_cache, is_sha256
 from .errors import WasiMagicError
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 #: Where Jupyter Server names a kernel's notebook (its full path; see
 #: ``SessionManager.get_kernel_env`` in jupyter_server).
 SESSION_ENV = "JPY_SESSION_NAME"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The thread's nice value: it yields the CPU to the kernel and the sandbox worker.
 NICE = 10
 #: A cell whose module folders hold more files than this is left to unpack its own
@@ -191,7 +189,7 @@ def _component_sha256(cache: Cache, roots: list[Path], key: str) -> str | None:
         except (OSError, ValueError):
             return None
     sha256 = meta.get("sha256") if isinstance(meta, dict) else None
-    return sha256 if isinstance(sha256, str) and _SHA256.fullmatch(sha256) else None
+    return sha256 if is_sha256(sha256) else None
 
 
 def _packed_only(roots: list[Path], section: str, name: str, suffix: str) -> bool:

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -45,6 +46,15 @@ UNPACK_WAIT = 30.0
 _SETTLED_NS = 100_000_000
 #: The packed form of ``<name><suffix>`` is ``<name><suffix>.zst`` (:mod:`.cache_pack`).
 PACKED = ".zst"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a sha256 in hex, as compiled entries are named (metadata that
+    names anything else is never followed: it could be a path)."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
 #: The folders of entries under a cache's root (the rest: its own bookkeeping).
 SECTIONS = ("builds", "compiled")
 #: How large a user's cache may grow (``$WASI_MAGIC_CACHE_LIMIT``: a size, or 0 for no limit).

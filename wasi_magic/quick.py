@@ -110,8 +110,8 @@ def built_sandbox_sha256() -> str | None:
     read from its sealed metadata alone (never builds, unpacks or reads the component).
     ``%load_ext`` names it to the new sandbox worker, which loads its compiled form."""
     from .builder import _quick_key
-    from .cache import default_cache
+    from .cache import default_cache, is_sha256
     cache = default_cache()
     meta = cache.sealed_meta("builds", _quick_key()) if cache.enabled else None
     sha256 = meta.get("sha256") if meta is not None else None
-    return sha256 if isinstance(sha256, str) else None
+    return sha256 if is_sha256(sha256) else None

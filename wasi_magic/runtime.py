@@ -14,7 +14,6 @@ import gc
 import os
 import platform
 import queue
-import re
 import stat
 import threading
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifact import Artifact
-from .cache import Cache, default_cache, remembered_sha256
+from .cache import Cache, default_cache, is_sha256, remembered_sha256
 from .capabilities import Capabilities
 from .errors import RuntimeFailure, require_wasmtime
 from .limits import DEFAULT_TIMEOUT, Limits
@@ -276,7 +275,7 @@ class Runtime:
         The sandbox worker does this while the kernel unpacks the component itself from a
         packed cache: the two take ~30-140 ms each, at the same time. The next
         :meth:`compiled` reports the load it saved as its own (``how``, ``seconds``)."""
-        if not _SHA256.fullmatch(digest):
+        if not is_sha256(digest):
             return None  # (a cache entry's name: never a path)
         started = time.perf_counter()
         with self._lock:
@@ -570,9 +569,6 @@ class Runtime:
         if deadline.interrupted:
             raise KeyboardInterrupt(f"guest interrupted after {result.run_seconds:.2f} s")
         return result
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _discard(data: bytes) -> None:

@@ -60,6 +60,12 @@ _ERRORS: dict[str, type[WasiMagicError]] = {
     cls.__name__: cls for cls in (RuntimeFailure, UsageError, WasiMagicError)}
 
 
+def _send_preload(worker: WorkerProcess, sha256: str, fuel: bool) -> None:
+    """Ask ``worker`` to load a compiled component from the cache, without waiting.
+    Request id 0: its answer is nobody's (the request waiting next ignores it)."""
+    worker.send(("preload", 0, sha256, fuel, str(cache_dir())))
+
+
 @dataclass
 class Stopped:
     """How a request ended when its worker had to be killed or died."""
@@ -198,9 +204,8 @@ class Sandbox:
                     _require_wasmtime()
                     self._active = WorkerProcess()
                 worker = self._active
-            for sha256 in preload:
-                # Request id 0, no wait: the frames queue in the pipe until the worker reads.
-                worker.send(("preload", 0, sha256, False, str(cache_dir())))
+            for sha256 in preload:  # (queued in the pipe until the worker reads them)
+                _send_preload(worker, sha256, False)
         return self
 
     def _worker(self) -> WorkerProcess:
@@ -336,8 +341,7 @@ class Sandbox:
         happen at once); it never compiles anything."""
         with self._lock:
             worker = self._worker()
-            # Request id 0: its answer is nobody's (the request waiting next ignores it).
-            worker.send(("preload", 0, sha256, fuel, str(cache_dir())))
+            _send_preload(worker, sha256, fuel)
 
     def interface(self, artifact: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What a component imports and exports, as the worker's Wasmtime reads them."""
