@@ -85,10 +85,12 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register ``%%wasi`` and ``%wasi`` (called by ``%load_ext wasi_magic``)."""
+    from . import kernel_exit
     from .magic import WasiMagics
     from .quick import built_sandbox_sha256
     from .sandbox.supervisor import default_sandbox
     ipython.register_magics(WasiMagics)
+    kernel_exit.install()  # a kernel restart must not hang on ipykernel's exit race
     try:  # the quick-mode runner, if built: nearly every notebook's first cell runs in it
         runner = built_sandbox_sha256()
     except (WasiMagicError, OSError):
