@@ -9,13 +9,11 @@ would be); the extension must make the exit wait for it.
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
-
-sys.path.insert(0, str(Path(__file__).parent))
-from kernels import errors, execute  # noqa: E402
+from kernels import errors, execute
 
 # Runs in the kernel: the control thread's flush after a shutdown request first
 # sleeps, then records whether the IOPub thread it flushes through is still running.
@@ -39,8 +37,7 @@ _stream.flush = _held_flush
 
 def _shut_down_with_held_flush(work: Path, cache: Path, *, load: bool) -> tuple[str, int | None]:
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(work),
-                                       env={**__import__("os").environ,
-                                            "WASI_MAGIC_CACHE": str(cache)})
+                                       env={**os.environ, "WASI_MAGIC_CACHE": str(cache)})
     record = work / "control-flush.txt"
     try:
         if load:
@@ -50,6 +47,8 @@ def _shut_down_with_held_flush(work: Path, cache: Path, *, load: bool) -> tuple[
         manager.shutdown_kernel(now=False)
     finally:
         client.stop_channels()
+        if manager.is_alive():  # (a failed step above: do not leave the kernel behind)
+            manager.shutdown_kernel(now=True)
     text = record.read_text() if record.exists() else "(the kernel ended first)"
     return text, process.returncode
 
