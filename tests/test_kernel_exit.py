@@ -64,3 +64,9 @@ def test_without_the_extension_the_flush_loses_the_race(tmp_path):
     # kernel already tearing down (what ipykernel alone does with a slow control thread).
     text, _ = _shut_down_with_held_flush(tmp_path, tmp_path / "cache", load=False)
     assert text != "iopub running"
+
+
+def test_outside_a_kernel_the_exit_handler_waits_for_nothing():
+    # pytest is no kernel (a terminal IPython or a script is not either): nothing to wait for.
+    from wasi_magic import kernel_exit
+    assert kernel_exit.wait_for_control_thread(timeout=30.0) is False
