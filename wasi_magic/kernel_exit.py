@@ -6,8 +6,8 @@ thread answers ``shutdown_request``, stops the kernel's loops, and then flushes
 and runs the exit handlers that stop that IOPub thread. When the flush loses the
 race it blocks in a zmq send, ``IPKernelApp.close()`` waits for the control thread
 for ever, and the client kills the kernel after half its ``shutdown_wait_time``
-(2.5 s): a "Restart Kernel" or a closed notebook that hangs for seconds, about one
-exit in twenty in the lessons.
+(2.5 s): a "Restart Kernel" or a closed notebook that hangs for seconds (3 exits in 90
+in the lessons, measured).
 
 The extension loads after the kernel started, so an exit handler registered here
 runs before ipykernel's (``atexit`` is last in, first out): it waits, briefly, for a
@@ -25,17 +25,12 @@ import threading
 #: a thread still busy after this is left to ipykernel, as before).
 CONTROL_WAIT_SECONDS = 1.0
 
-_installed = False
-_install_lock = threading.Lock()
-
 
 def install() -> None:
-    """Register :func:`wait_for_control_thread` to run at exit (once per process)."""
-    global _installed
-    with _install_lock:
-        if not _installed:
-            atexit.register(wait_for_control_thread)
-            _installed = True
+    """Register :func:`wait_for_control_thread` to run at exit (once, however often the
+    extension is loaded)."""
+    atexit.unregister(wait_for_control_thread)
+    atexit.register(wait_for_control_thread)
 
 
 def wait_for_control_thread(timeout: float = CONTROL_WAIT_SECONDS) -> bool:
