@@ -253,3 +253,31 @@ def test_a_guest_cannot_follow_its_own_planted_link_out(kernel, tree: Path) -> N
 def test_more_values_the_host_cannot_use_are_refused(kernel, flags: str, words: str) -> None:
     refused(kernel, f"%%wasi -q --quick {flags}\nprint('ran')\n", words)
     alive(kernel)
+
+
+@pytest.mark.parametrize("module", ["resource", "wasmtime"])
+def test_modules_in_the_kernels_folder_never_run_in_the_hosts_own_processes(
+        shared_cache: Path, quick_ready, tmp_path: Path, module: str) -> None:
+    """A ``resource.py`` (or ``wasmtime.py``) in the notebook's folder, a student's own file
+    or one a guest wrote there: the host's own processes started afterwards (the spare
+    sandbox worker, which starts as a cell ends; tier-up and background compiles) never
+    import it, because none has the current folder on its import path."""
+    marker = tmp_path / "escaped"
+    (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    before = sorted(os.listdir(tmp_path))
+    with kernel_in(tmp_path, shared_cache) as (_, client):
+        first = execute(client, "%%wasi -q --quick\nprint('first')\n")
+        assert streams(first, "stdout") == "first\n", first
+        # The spare worker started as that cell ended; make it the active one and run cells.
+        execute(client, "from wasi_magic.sandbox.supervisor import default_sandbox\n"
+                        "import os, signal, time\npid = default_sandbox().pid\n"
+                        "os.kill(pid, signal.SIGKILL)\n"
+                        "while open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] "
+                        "!= 'Z':\n    time.sleep(0.01)\n")
+        for _ in range(2):
+            after = execute(client, "%%wasi -q --quick\nprint('the next cell runs')\n")
+            assert streams(after, "stdout") == "the next cell runs\n", after
+        assert streams(execute(client, "print(6 * 7)"), "stdout") == "42\n"
+    assert not marker.exists(), "a module in the notebook's folder ran in a host process"
+    assert sorted(os.listdir(tmp_path)) == before
+

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import ROOT, prepare_cell
@@ -52,7 +53,8 @@ def alive(client) -> None:
 @pytest.mark.parametrize("case", sorted(BLOCKED))
 def test_blocked_guest_is_stopped_by_its_time_limit(kernel, work: Path, case: str) -> None:
     _, client = kernel
-    messages = execute(client, f"%%wasi --quick --timeout 1 --dir {work}::/d\n{BLOCKED[case]}")
+    messages = execute(client, f"%%wasi --quick --timeout 1 --dir {work}::/d::ro\n"
+                               f"{BLOCKED[case]}")
     assert streams(messages, "stdout") == "running\n"
     err = streams(messages, "stderr")
     assert "stopped by the time limit" in err and "--timeout 1 s" in err, err
@@ -64,7 +66,7 @@ def test_blocked_guest_is_stopped_by_its_time_limit(kernel, work: Path, case: st
 @pytest.mark.parametrize("case", sorted(BLOCKED))
 def test_blocked_guest_is_stopped_by_interrupt(kernel, work: Path, case: str) -> None:
     manager, client = kernel
-    cell = f"%%wasi -q --quick --timeout 0 --dir {work}::/d\n{BLOCKED[case]}"
+    cell = f"%%wasi -q --quick --timeout 0 --dir {work}::/d::ro\n{BLOCKED[case]}"
     messages, seconds = run_and_interrupt(manager, client, cell)
     shown = errors(messages)
     assert len(shown) == 1 and shown[0]["ename"] == "GuestInterrupted", messages
@@ -103,6 +105,36 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
+
+
+@pytest.mark.parametrize("case", ["spin", "select"])
+def test_a_killed_kernel_takes_its_workers_with_it(shared_cache: Path, quick_ready, work: Path,
+                                                   case: str) -> None:
+    """A kernel killed (SIGKILL, no exit handler) while a guest runs: its workers end too,
+    the one running the guest included (nobody reads its stdin any more: it notices the
+    pipe its interrupts come on closing)."""
+    cell = SPIN if case == "spin" else f"%%wasi -q --quick --timeout 0 --dir {work}::/d::ro\n" \
+        + BLOCKED["select"]
+    with kernel_in(work, shared_cache) as (_, client):
+        execute(client, "%%wasi -q --quick\nprint('the spare starts after this')\n")
+        kernel = psutil.Process(int(streams(execute(client, "print(__import__('os').getpid())"),
+                                            "stdout")))
+        workers = [child.pid for child in kernel.children()
+                   if "wasi_magic.sandbox.worker" in " ".join(child.cmdline())]
+        assert len(workers) == 2, workers  # the active worker and the spare
+        msg_id = client.execute(cell)
+        while True:  # until the guest runs
+            msg = client.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream" \
+                    and "running" in msg["content"]["text"]:
+                break
+        # Leaving the block kills the kernel (SIGKILL).
+    for pid in workers:
+        for _ in range(200):
+            if _state(pid) in ("Z", "gone"):
+                break
+            time.sleep(0.05)
+        assert _state(pid) in ("Z", "gone"), f"worker {pid} outlived its kernel ({case})"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])

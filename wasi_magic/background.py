@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from . import builder
 from .artifact import Artifact
+from .children import python_code
 from .guest import check_syntax, find_imports
 
 #: CPU niceness of a background componentize-py (0 is normal, 19 the lowest).
@@ -166,7 +167,7 @@ def _precompile(artifact: Artifact, job: Job) -> None:
     """Compile ``artifact`` in a low-priority process of its own (never in the kernel,
     which holds no Wasmtime engine, nor in the worker, which serves the cells)."""
     env = dict(os.environ, WASI_MAGIC_CACHE=str(job.cache.requested))
-    proc = subprocess.Popen([sys.executable, "-c", _PRECOMPILE, str(artifact.path), str(NICENESS)],
+    proc = subprocess.Popen(python_code(_PRECOMPILE, str(artifact.path), str(NICENESS)),
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     with builder.tracked(proc):

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from . import guest, worlds
 from .artifact import Artifact
 from .cache import PACKED, Cache, default_cache, remembered_sha256
+from .children import python_code
 from .errors import BuildError, GuestImportError
 from .versions import installed_version
 
@@ -447,10 +448,10 @@ def _componentize(generated: guest.GuestSource, folders: tuple[Path, ...], key: 
         out = work / "component.wasm"
         niceness = getattr(_priority, "niceness", 0)
         if niceness:
-            command = [sys.executable, "-c", _COMPONENTIZE_BACKGROUND, str(os.getpid()),
-                       str(niceness), "-q", "-d", str(wit_path)]
+            command = python_code(_COMPONENTIZE_BACKGROUND, str(os.getpid()), str(niceness), "-q",
+                                  "-d", str(wit_path))
         else:
-            command = [sys.executable, "-c", _COMPONENTIZE, "-q", "-d", str(wit_path)]
+            command = python_code(_COMPONENTIZE, "-q", "-d", str(wit_path))
         if world:
             command += ["-w", world]
         command += ["componentize", "-p", str(app)]

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
+from .children import python_module
+
 ENV_VAR = "WASI_MAGIC_TIER_UP"
 _ON, _OFF = ("1", "on", "true", "yes", ""), ("0", "off", "false", "no")
 #: Compiles queued at most; a run of a component left out asks again.
@@ -128,10 +130,10 @@ class TierUp:
 
 def run_job(job: Job) -> bool:
     """Run one compile in its own low-priority process; True if the entry is now cached."""
-    command = [sys.executable, "-m", "wasi_magic.tierup", "--cache", str(job.cache_root),
-               "--parent", str(os.getpid()), *(["--fuel"] if job.fuel else []),
-               *([] if job.epochs else ["--no-epochs"]),
-               str(job.path), job.digest]
+    command = python_module("wasi_magic.tierup", "--cache", str(job.cache_root),
+                            "--parent", str(os.getpid()), *(["--fuel"] if job.fuel else []),
+                            *([] if job.epochs else ["--no-epochs"]),
+                            str(job.path), job.digest)
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               check=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from ..artifact import Artifact
 from ..cache import cache_dir
+from ..children import python_module
 from ..capabilities import Capabilities
 from ..errors import GuestError, GuestTrap, RuntimeFailure, UsageError, WasiMagicError
 from ..errors import require_wasmtime as _require_wasmtime
@@ -80,26 +80,37 @@ class Stopped:
 
 
 class WorkerProcess:
-    """One worker process, its pipes and the thread that reads its frames."""
+    """One worker process and its pipes: requests in, interrupts in, frames out.
+
+    No thread reads the worker's frames: the thread that sent a request reads them while
+    it waits (:class:`~.protocol.FrameReader`), so each frame wakes one thread. Interrupts
+    travel on a pipe of their own, which only the worker's interrupt thread reads, so the
+    worker's main thread takes requests straight from its stdin.
+    """
 
     def __init__(self) -> None:
         env = dict(os.environ)
         env.setdefault(MEMORY_ENV, str(DEFAULT_WORKER_MEMORY))
         env.pop("VIRTUAL_ENV", None)
-        # A session of its own: Jupyter's Interrupt signals the kernel's process
-        # group, and the supervisor, not the signal, decides what Interrupt does.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wasi_magic.sandbox.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=None, env=env, start_new_session=True)
+        interrupts_in, interrupts_out = os.pipe()
+        try:
+            # A session of its own: Jupyter's Interrupt signals the kernel's process
+            # group, and the supervisor, not the signal, decides what Interrupt does.
+            self.proc = subprocess.Popen(
+                python_module("wasi_magic.sandbox.worker", str(interrupts_in)),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env,
+                start_new_session=True, pass_fds=(interrupts_in,))
+        except BaseException:
+            os.close(interrupts_out)
+            raise
+        finally:
+            os.close(interrupts_in)
         self.writer = protocol.Writer(self.proc.stdin)  # type: ignore[arg-type]
-        # (SimpleQueue: a C queue, a cheaper hand-over from the reader thread per message)
-        self.inbox: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
-        self.ready = threading.Event()
+        self.interrupts = protocol.Writer(os.fdopen(interrupts_out, "wb"))
+        self.frames = protocol.FrameReader(self.proc.stdout.fileno(),  # type: ignore[union-attr]
+                                           trusted=False)
         self.info: dict[str, Any] = {}
         self.loaded: set[tuple] = set()
-        self._reader = threading.Thread(target=self._read, name="wasi-magic-worker-reader",
-                                        daemon=True)
-        self._reader.start()
 
     @property
     def pid(self) -> int:
@@ -108,20 +119,21 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _read(self) -> None:
-        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
-        while True:
-            try:
-                message = protocol.read(fd, trusted=False)
-            except Exception as exc:  # noqa: BLE001 - EOF, a broken or hostile frame
-                self.inbox.put(("dead", 0, str(exc)))
-                self.ready.set()
-                return
-            if message[0] == "ready":
-                self.info = message[2]
-                self.ready.set()
-            else:
-                self.inbox.put(message)
+    def next(self, timeout: float | None) -> tuple | None:
+        """The worker's next message (None if none came within ``timeout`` seconds);
+        ``("dead", 0, why)`` once its pipe is closed or it sent what is not a frame."""
+        try:
+            message = self.frames.next(timeout)
+        except Exception as exc:  # noqa: BLE001 - EOF, a broken or hostile frame
+            return ("dead", 0, str(exc) or type(exc).__name__)
+        if message is None:
+            return None
+        if not (isinstance(message, tuple) and len(message) >= 2
+                and isinstance(message[0], str) and isinstance(message[1], int)):
+            return ("dead", 0, "the sandbox worker sent a message that is not one")
+        if message[0] == "ready" and len(message) > 2 and isinstance(message[2], dict):
+            self.info = message[2]
+        return message
 
     def send(self, message: tuple) -> bool:
         """Send a request; False if the worker is gone."""
@@ -131,9 +143,21 @@ class WorkerProcess:
         except (OSError, ValueError):
             return False
 
+    def interrupt(self, rid: int) -> None:
+        """Ask the worker to stop its running guest (it may be gone: then nothing)."""
+        try:
+            self.interrupts.send(("interrupt", rid))
+        except (OSError, ValueError):
+            pass
+
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the worker can take requests, or raise RuntimeFailure saying why not."""
-        if not self.ready.wait(timeout) or not self.info:
+        deadline = time.monotonic() + timeout
+        while not self.info:
+            message = self.next(max(deadline - time.monotonic(), 0.0))
+            if message is None or message[0] == "dead":
+                break
+        if not self.info:
             self.kill()
             raise RuntimeFailure(f"the sandbox worker did not start ({self.death()}); see the "
                                  f"kernel's log for its error. Is wasmtime installed? "
@@ -151,6 +175,10 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:  # pragma: no cover - a process in D state
             pass
         self.writer.close()
+        self.interrupts.close()
+        self.frames.detach()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def death(self) -> str:
         """How the worker ended, in words."""
@@ -425,7 +453,7 @@ class Sandbox:
                     state.kill_at = now
                 else:
                     state.interrupted = True
-                    worker.send(("interrupt", rid))
+                    worker.interrupt(rid)
                     state.kill_at = now + self.grace
                 continue
             if outcome is not None:
@@ -445,9 +473,8 @@ class Sandbox:
                 return "raise", KeyboardInterrupt(_blocked_interrupt(seconds))
             return "return", Stopped("timeout", seconds, "killed by the supervisor")
         wait = 0.5 if state.kill_at is None else state.kill_at - now
-        try:
-            message = worker.inbox.get(timeout=max(wait, 0.0))
-        except queue.Empty:
+        message = worker.next(max(wait, 0.0))
+        if message is None:
             return None
         kind = message[0]
         if kind == "dead":

@@ -8,9 +8,10 @@ as frames on stdin; replies, and the guest's output as it is written, leave as
 frames on the original stdout (fd 1 is pointed at stderr, so a stray print
 cannot corrupt the stream).
 
-A reader thread takes ``interrupt`` requests at once (it interrupts the
-running guest through its epoch deadline); everything else is served in order
-on the main thread. If a guest is blocked in a host call, the epoch cannot stop
+Requests are served in order on the main thread, which reads them from stdin
+itself. Interrupts come on a pipe of their own (its descriptor is the first
+argument), whose thread interrupts the running guest at once through its epoch
+deadline. If a guest is blocked in a host call, the epoch cannot stop
 it: the supervisor then kills this process and starts another.
 
 Tier-up code has no epoch checks while this worker holds nothing a restart would
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import resource
 import sys
 import threading
@@ -260,43 +260,46 @@ RESULT_FIELDS = ("status", "stdout", "stderr", "trap", "compile_seconds", "insta
 
 
 def main() -> None:
-    """Serve requests from stdin until it closes."""
+    """Serve requests from stdin until it closes; take interrupts from the descriptor
+    named by the first argument (a pipe of their own, see below)."""
+    interrupts = int(sys.argv[1])
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() and warnings go to stderr, never into the frames
     _cap_memory()
     writer = protocol.Writer(replies)
-    requests: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
 
-    def read_requests() -> None:
+    def watch_interrupts() -> None:
+        # Interrupts have a pipe of their own, read by this thread alone, so that they reach
+        # a running guest at once while the main thread reads requests straight from stdin
+        # (a thread handing requests over would cost a thread wake per request).
         from . import store
         while True:
             try:
-                message = protocol.read(0, trusted=True)
+                message = protocol.read(interrupts, trusted=True)
             except (EOFError, OSError, protocol.ProtocolError):
                 # The supervisor is gone (the kernel exited or closed us): so is every
                 # reason to finish what runs. Leave now, even from inside a guest.
                 os._exit(0)
             if message[0] == "interrupt":
                 store.interrupt_running()
-            else:
-                requests.put(message)
 
     # Import what every request needs before saying "ready".
     from .. import runtime
     from . import store
     runtime.defer_default_cleanup()
-    store.no_sigint_routing()  # interrupts arrive as messages (read_requests)
+    store.no_sigint_routing()  # interrupts arrive as messages (watch_interrupts)
     worker = Worker(writer)
     worker.allow_exit_stops()
-    threading.Thread(target=read_requests, name="wasi-magic-requests", daemon=True).start()
+    threading.Thread(target=watch_interrupts, name="wasi-magic-interrupts", daemon=True).start()
     try:
         writer.send(("ready", 0, {"pid": os.getpid(), "python": sys.version.split()[0]}))
     except BrokenPipeError:  # the supervisor went away while this worker started
         os._exit(0)
     while True:
-        message = requests.get()
-        if message is None:
-            break
+        try:
+            message = protocol.read(0, trusted=True)
+        except (EOFError, OSError, protocol.ProtocolError):
+            break  # the supervisor closed us
         worker.handle(message)
         worker.allow_exit_stops()  # (a session or a load may have come or gone)
         # The reply has gone: clean up after the run and get the next one ready (if the
