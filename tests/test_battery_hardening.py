@@ -281,3 +281,19 @@ def test_modules_in_the_kernels_folder_never_run_in_the_hosts_own_processes(
     assert not marker.exists(), "a module in the notebook's folder ran in a host process"
     assert sorted(os.listdir(tmp_path)) == before
 
+
+@pytest.mark.parametrize("grant", [".", ".."])
+def test_the_kernels_import_folders_are_never_granted_writable(kernel, grant: str) -> None:
+    """The notebook's folder is on the kernel's ``sys.path``: a guest that could write
+    there (or in a folder holding it) could plant a module the kernel imports next."""
+    cwd = Path(streams(execute(kernel, "import os; print(os.getcwd())"), "stdout").strip())
+    before = digest_tree(cwd)
+    refused(kernel, f"%%wasi -q --quick --dir {grant}::/w\nopen('/w/ipywidgets.py', 'w')\n",
+            "a folder Python imports modules from", f"--dir {grant}::/w::ro",
+            "--dir data::/data")
+    assert digest_tree(cwd) == before
+    shown = execute(kernel, f"%%wasi -q --quick --dir {grant}::/w::ro\n"
+                            f"import os\nprint(sorted(os.listdir('/w')) == "
+                            f"{sorted(os.listdir(cwd / grant))!r})\n")
+    assert streams(shown, "stdout") == "True\n", shown  # read-only: granted
+    alive(kernel)

@@ -129,3 +129,25 @@ def test_an_output_file_in_a_folder_the_os_refuses(tmp_path: Path) -> None:
     from wasi_magic.capabilities import write_host_file
     with pytest.raises(CapabilityError, match="-o .*File name too long"):
         write_host_file(str(tmp_path / ("n" * 300) / "cell.wasm"), b"")
+
+
+def test_folders_python_imports_from_are_granted_read_only_at_most(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-write grant of a ``sys.path`` folder (or of one holding it) is refused: a
+    guest could plant a module the host imports next. Read-only, or a sibling, is fine."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    for spec in ("lib::/w", f"{tmp_path}::/w", "lib::/w::rw"):
+        with pytest.raises(CapabilityError, match="a folder Python imports modules from"):
+            Capabilities.parse(dirs=[spec])
+    granted = Capabilities.parse(dirs=["lib::/w::ro", "data::/data"]).dirs
+    assert [(d.guest, d.read_only) for d in granted] == [("/w", True), ("/data", False)]
+    # '' on sys.path is the current folder, wherever that is at the time of the grant.
+    monkeypatch.syspath_prepend("")
+    with pytest.raises(CapabilityError, match=r"Grant it read-only \(--dir \.::/d::ro\)"):
+        Capabilities.parse(dirs=[".::/d"])
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(CapabilityError, match="is a folder Python imports"):
+        Capabilities.parse(dirs=[".::/d"])

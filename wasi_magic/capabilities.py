@@ -11,6 +11,7 @@ import errno
 import functools
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -212,6 +213,33 @@ def _check_not_protected(host: Path, spec: str) -> None:
                 f"only the guest's data, e.g. --dir data::/data.")
 
 
+@functools.lru_cache(maxsize=4)
+def _import_folders(path: tuple[str, ...], cwd: str) -> tuple[tuple[str, str], ...]:
+    """The folders ``sys.path`` (as ``path``, in ``cwd``) imports top-level modules from,
+    resolved as the OS resolves them: ``(folder, folder + separator)``."""
+    resolved = {os.path.realpath(os.path.join(cwd, entry)) for entry in path
+                if isinstance(entry, str)}
+    return tuple((real, _inside(real)) for real in sorted(resolved))
+
+
+def _check_not_imported_from(real: str, guest: str, spec: str) -> None:
+    """A read-write grant must not be, or hold, a folder this process imports modules from
+    (a notebook's own folder is one: IPython puts it on ``sys.path``). A guest could write
+    ``ipywidgets.py`` there, and the host's next import of that name would run it."""
+    real_inside = _inside(real)
+    cwd = os.getcwd()
+    for folder, _ in _import_folders(tuple(sys.path), cwd):
+        if real == folder or folder.startswith(real_inside):
+            where = "is" if real == folder else "contains"
+            current = ", the current folder" if folder == os.path.realpath(cwd) else ""
+            raise CapabilityError(
+                f"--dir {spec!r}: {real!r} {where} a folder Python imports modules from "
+                f"({folder!r}{current}); a guest that could write there could plant code the host "
+                f"would import. Grant it read-only (--dir {spec.split('::')[0]}::{guest}::ro) "
+                f"if the guest only reads, or grant a subfolder for the guest's files, e.g. "
+                f"--dir data::/data.")
+
+
 def normalize_guest_path(guest: str, spec: str) -> str:
     """``/g/``, ``/g/.`` and ``//g`` -> ``/g``; ``..`` is refused (it names nothing new)."""
     parts = [p for p in guest.split("/") if p not in ("", ".")]
@@ -288,6 +316,8 @@ class DirGrant:
                 f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
                 f"Grant the directory that contains it.")
         _check_not_protected(host, spec)
+        if not read_only:
+            _check_not_imported_from(os.path.realpath(host), guest, spec)
         return cls(host=host, guest=guest, read_only=read_only)
 
 
