@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from conftest import python_child
 from wasi_magic import BuildError, Capabilities, UsageError
+from wasi_magic.guest import GUEST_PYTHON
 from wasi_magic.quick import quick_sandbox, run_quick
 
 
@@ -37,9 +39,44 @@ def test_traceback_uses_the_cell_lines(sandbox_component) -> None:
     assert result.stderr.rstrip().endswith("KeyError: 'boom'")
 
 
-def test_syntax_error_before_running(sandbox_component) -> None:
-    with pytest.raises(BuildError, match="line 2"):
-        run_quick("print(1)\nprint(\n")
+def test_a_syntax_error_names_the_cell_line_and_nothing_runs(sandbox_component) -> None:
+    source = "print(1)\nprint(\n"
+    if sys.version_info[:2] < GUEST_PYTHON:
+        # The kernel's Python is older than the guest's: the guest's Python reads the cell.
+        result = run_quick(source)
+        assert (result.status, result.stdout) == (1, "")
+        assert 'File "<cell>", line 2' in result.stderr and "SyntaxError" in result.stderr
+        assert "wasi_magic" not in result.stderr
+    else:
+        with pytest.raises(BuildError, match="line 2"):
+            run_quick(source)
+
+
+#: Python 3.12 syntax: quotes reused inside an f-string, a type alias, a generic function.
+NEWER_SYNTAX = ('d = {"k": 1}\nprint(f"{d["k"]}")\ntype Row = list[int]\n'
+                'print(Row.__value__)\ndef first[T](items: list[T]) -> T:\n    return items[0]\n'
+                'print(first([3, 4]))\n')
+
+
+def test_syntax_the_guests_python_accepts_runs_in_quick_mode(sandbox_component) -> None:
+    """Cells are written for the guest's Python, whatever the kernel's version."""
+    result = run_quick(NEWER_SYNTAX)
+    assert (result.stdout, result.stderr) == ("1\nlist[int]\n3\n", "")
+
+
+def test_the_guests_python_is_the_version_the_host_expects(sandbox_component) -> None:
+    result = run_quick("import sys\nprint(tuple(sys.version_info[:2]))\n")
+    assert result.stdout == f"{GUEST_PYTHON}\n"
+
+
+def test_build_mode_names_quick_mode_for_syntax_the_kernel_cannot_read() -> None:
+    from wasi_magic.guest import generate
+    if sys.version_info[:2] < GUEST_PYTHON:
+        with pytest.raises(BuildError, match=r"the guest runs Python 3\.\d+\. If this is syntax "
+                                             r"newer than 3\.\d+, run the cell with --quick"):
+            generate(NEWER_SYNTAX)
+    else:
+        assert generate(NEWER_SYNTAX).files
 
 
 def test_the_http_helper_asks_for_build_mode(sandbox_component) -> None:
@@ -151,7 +188,7 @@ def test_the_one_cell_pipeline_serves_both_modes(quick_ready, probe) -> None:
     again = [run_prepared(prepared, caps).stdout for _ in range(2)]
     assert again == ["built ['x']\n"] * 2
     with pytest.raises(BuildError):
-        run_cell("print(", quick=True)
+        run_cell("print(", quick=False)  # build mode: the kernel's Python checks the syntax
 
 
 # --- the whole standard library (issue 14, item 2) ------------------------------------------

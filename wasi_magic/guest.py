@@ -71,17 +71,41 @@ class GuestSource:
     imports: tuple[ImportRef, ...]
 
 
-def check_syntax(source: str, filename: str = "<cell>") -> ast.Module:
-    """Parse the cell, turning a SyntaxError into a message with the cell line."""
+#: The guest's CPython (componentize-py 0.25's): cells are written for it, not for the
+#: kernel's Python, which may be older (``tests/test_quick.py`` checks the two agree).
+GUEST_PYTHON = (3, 14)
+
+
+def check_syntax(source: str, filename: str = "<cell>", *,
+                 guest_compiles: bool = False) -> ast.Module | None:
+    """Parse the cell, turning a SyntaxError into a message with the cell line.
+
+    The kernel's Python may be older than the guest's, and refuse syntax the guest
+    accepts (``f"{d["k"]}"`` and ``type X = int`` are Python 3.12). ``guest_compiles``:
+    the guest compiles this source itself at run time (quick mode, a session), so such an
+    error is left to it: the guest's Python runs the cell or reports the error itself, and
+    this returns None. Otherwise (build mode, whose imports are found in this tree) the
+    message says where to run newer syntax.
+    """
     try:
         return ast.parse(source, filename=filename)
     except SyntaxError as exc:
+        older = sys.version_info[:2] < GUEST_PYTHON
+        if guest_compiles and older:
+            return None
         where = f"line {exc.lineno}" if exc.lineno else "the cell"
         text = (exc.text or "").rstrip("\n")
         pointer = ""
         if text and exc.offset:
             pointer = "\n    " + text + "\n    " + " " * max(exc.offset - 1, 0) + "^"
-        raise BuildError(f"SyntaxError in the cell at {where}: {exc.msg}{pointer}") from None
+        newer = ""
+        if older:
+            kernel = ".".join(map(str, sys.version_info[:2]))
+            guest = ".".join(map(str, GUEST_PYTHON))
+            newer = (f"\n(Checked with the kernel's Python {kernel}; the guest runs Python "
+                     f"{guest}. If this is syntax newer than {kernel}, run the cell with "
+                     f"--quick, where the guest's Python reads it.)")
+        raise BuildError(f"SyntaxError in the cell at {where}: {exc.msg}{pointer}{newer}") from None
 
 
 def find_imports(tree: ast.AST) -> list[ImportRef]:

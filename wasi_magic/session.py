@@ -81,7 +81,7 @@ def prepare_cell(source: str, limits: Limits | None = None, *, quick: bool = Fal
         if paths:
             raise UsageError("--path needs build mode: the quick-mode sandbox cannot import "
                              "your own modules. Drop --quick.")
-        check_syntax(source)
+        check_syntax(source, guest_compiles=True)
         if uses_http(source):
             raise UsageError("wasi_magic_http needs build mode: the quick-mode sandbox has no "
                              "HTTP import. Drop --quick (and grant origins with --allow-http).")

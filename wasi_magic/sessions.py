@@ -269,7 +269,7 @@ class Session:
                     f"{self.name}`, then give --fuel on its first cell "
                     f"(Python: Session(..., fuel_metering=True)).")
             _check_text(source)
-            check_syntax(source)
+            check_syntax(source, guest_compiles=True)
             info = self.start(progress)
             first = self.cells == 0
             try:
