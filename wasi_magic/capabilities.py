@@ -199,8 +199,9 @@ def _inside(folder: str) -> str:
     return folder.rstrip(os.sep) + os.sep
 
 
-def _check_not_protected(host: Path, spec: str) -> None:
-    real = os.path.realpath(host)
+def _check_not_protected(real: str, spec: str) -> None:
+    """``real`` (a grant's host folder, resolved) must not be, hold or lie inside a
+    folder whose contents decide what the host runs."""
     real_inside = _inside(real)
     for folder, folder_inside, why in _protected_now():
         # (string tests, not pathlib: this runs for every grant of every cell)
@@ -315,9 +316,10 @@ class DirGrant:
             raise CapabilityError(
                 f"--dir {spec!r}: {str(host)!r} is a file, not a directory. "
                 f"Grant the directory that contains it.")
-        _check_not_protected(host, spec)
+        real = os.path.realpath(host)  # (resolved once: both checks compare resolved paths)
+        _check_not_protected(real, spec)
         if not read_only:
-            _check_not_imported_from(os.path.realpath(host), guest, spec)
+            _check_not_imported_from(real, guest, spec)
         return cls(host=host, guest=guest, read_only=read_only)
 
 

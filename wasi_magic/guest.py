@@ -76,23 +76,19 @@ class GuestSource:
 GUEST_PYTHON = (3, 14)
 
 
-def check_syntax(source: str, filename: str = "<cell>", *,
-                 guest_compiles: bool = False) -> ast.Module | None:
-    """Parse the cell, turning a SyntaxError into a message with the cell line.
+def check_syntax(source: str, filename: str = "<cell>") -> ast.Module:
+    """Parse the cell for a build, turning a SyntaxError into a message with the cell line.
 
-    The kernel's Python may be older than the guest's, and refuse syntax the guest
-    accepts (``f"{d["k"]}"`` and ``type X = int`` are Python 3.12). ``guest_compiles``:
-    the guest compiles this source itself at run time (quick mode, a session), so such an
-    error is left to it: the guest's Python runs the cell or reports the error itself, and
-    this returns None. Otherwise (build mode, whose imports are found in this tree) the
-    message says where to run newer syntax.
+    Only build mode parses a cell in the kernel (its imports are found in the tree). The
+    kernel's Python may be older than the guest's and refuse syntax the guest accepts
+    (``f"{d["k"]}"`` and ``type X = int`` are Python 3.12): the message then says where to
+    run it. Quick mode and sessions never call this: the guest's own Python compiles the
+    cell and reports its errors, whatever the kernel's version.
     """
     try:
         return ast.parse(source, filename=filename)
     except SyntaxError as exc:
         older = sys.version_info[:2] < GUEST_PYTHON
-        if guest_compiles and older:
-            return None
         where = f"line {exc.lineno}" if exc.lineno else "the cell"
         text = (exc.text or "").rstrip("\n")
         pointer = ""

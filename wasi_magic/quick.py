@@ -51,8 +51,9 @@ def run_quick(source: str, capabilities: Capabilities | None = None, *,
     """Run ``source`` in the quick-mode sandbox with ``capabilities``.
 
     ``limits`` (or ``timeout``, ``fuel``, ``max_memory``, ``output_limit``) bound the
-    run; ``stdout``/``stderr`` receive its output as it is written. A syntax error is
-    reported before anything runs, with the cell line, as in build mode.
+    run; ``stdout``/``stderr`` receive its output as it is written. The guest's Python
+    compiles ``source``: a syntax error is the guest's own (status 1, the cell line in
+    its traceback, nothing run).
     """
     from .limits import DEFAULT_TIMEOUT
     from .output import DEFAULT_LIMIT
