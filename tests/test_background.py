@@ -123,6 +123,24 @@ def test_the_runner_gives_the_build_mode_traceback_and_messages(kernel) -> None:
     wait_for_builds(client, [])
 
 
+def test_syntax_newer_than_the_kernels_runs_at_once_and_a_typo_is_one_message(kernel) -> None:
+    """Binder's kernel runs Python 3.11, the guest 3.14: the guest's Python reads the cell's
+    imports, so a build-mode cell in 3.12 syntax runs in the runner at once; a real syntax
+    error is one message with its line, before any build."""
+    _, client = kernel
+    nonce = uuid.uuid4().hex
+    messages = execute(client, f"%%wasi --result R\nrow = {{'n': {nonce!r}}}\n"
+                               f"print(f\"{{row[\"n\"]}}\")\n")
+    assert streams(messages, "stdout") == f"{nonce}\n", messages
+    assert not errors(messages) and show(client, "R.steps['build']") == "runner"
+    wait_for_builds(client, [])
+    typo = execute(client, f"%%wasi\nrow = {{'n': {nonce!r}}}\nprint(f\"{{row[\"n\"]}}\"\n")
+    (error,) = errors(typo)
+    assert error["ename"] == "BuildError" and "line 2: '(' was never closed" in error["evalue"]
+    assert "wasi_magic" not in "".join(error["traceback"]) + streams(typo, "stderr")
+    assert streams(execute(client, "print('alive')"), "stdout") == "alive\n"
+
+
 def test_o_waits_for_the_built_component(kernel) -> None:
     _, client = kernel
     nonce = uuid.uuid4().hex

@@ -64,14 +64,54 @@ def test_the_guests_python_is_the_version_the_host_expects(sandbox_component) ->
     assert result.stdout == f"{GUEST_PYTHON}\n"
 
 
-def test_build_mode_names_quick_mode_for_syntax_the_kernel_cannot_read() -> None:
-    from wasi_magic.guest import generate
-    if sys.version_info[:2] < GUEST_PYTHON:
-        with pytest.raises(BuildError, match=r"the guest runs Python 3\.\d+\. If this is syntax "
-                                             r"newer than 3\.\d+, run the cell with --quick"):
-            generate(NEWER_SYNTAX)
-    else:
-        assert generate(NEWER_SYNTAX).files
+def test_build_mode_builds_and_runs_syntax_the_guests_python_accepts(sandbox_component) -> None:
+    """The kernel's Python (3.11 here) cannot parse the cell; the guest's finds its imports
+    (json in a function, for the build to carry) and the built component runs it."""
+    from wasi_magic.session import run_cell
+    source = NEWER_SYNTAX + "def dump():\n    import json\n    return json.dumps(d)\nprint(dump())\n"
+    result = run_cell(source, quick=False)
+    assert (result.stdout, result.stderr) == ('1\nlist[int]\n3\n{"k": 1}\n', "")
+    assert result.steps["build"] in ("built", "cached")
+
+
+@pytest.mark.parametrize("source, line", [("x = 1\nprint(x\n", 2),
+                                          ('d = {}\nprint(f"{d["k"]}"\nz = 3\n', 2),
+                                          ("def (:\n", 1)])
+def test_build_mode_names_the_line_of_a_syntax_error_before_any_build(
+        sandbox_component, source: str, line: int) -> None:
+    from wasi_magic.builder import builds_logged
+    from wasi_magic.session import run_cell
+    before = builds_logged()
+    with pytest.raises(BuildError, match=f"SyntaxError in the cell at line {line}: ") as error:
+        run_cell(source, quick=False)
+    assert "Traceback" not in str(error.value) and "wasi_magic" not in str(error.value)
+    assert builds_logged() == before
+
+
+SCANNED = ["import os\nfrom a.b import c, d\nimport x.y as z\n",
+           "def f():\n    from collections import deque\n    __import__('json')\n",
+           "import importlib\nm = importlib.import_module('email.message')\nfrom . import up\n",
+           "from os.path import *\nif True:\n    import wasi_magic_http\n"]
+
+
+@pytest.mark.parametrize("source", SCANNED)
+def test_the_guests_python_finds_the_imports_the_kernels_finds(sandbox_component,
+                                                               source: str) -> None:
+    """One scan, two Pythons: where both can parse a cell they agree on its imports."""
+    import ast
+    from wasi_magic.guest import _guest_imports, find_imports
+    assert list(_guest_imports(source, "<cell>")) == find_imports(ast.parse(source))
+
+
+@pytest.mark.parametrize("answer", [None, "", "not json", "[]", '{"imports": 3}',
+                                    '{"imports": [["os", "1", true]]}',
+                                    '{"imports": [["os", 1, 1]]}',
+                                    '{"imports": [], "syntax": ["x", 1, 1, "y"]}',
+                                    '{"syntax": ["x", 1.5, 1, "y"]}', '{"syntax": [1, 1, 1, "y"]}'])
+def test_a_malformed_answer_from_the_guest_is_an_error_not_data(answer: str | None) -> None:
+    from wasi_magic.guest import _parse_scan
+    with pytest.raises(BuildError, match="gave no answer about it"):
+        _parse_scan(answer)
 
 
 def test_the_http_helper_asks_for_build_mode(sandbox_component) -> None:
@@ -182,8 +222,8 @@ def test_the_one_cell_pipeline_serves_both_modes(quick_ready, probe) -> None:
     assert prepared.summary().startswith("wasi: ") and prepared.build_step in ("built", "cached")
     again = [run_prepared(prepared, caps).stdout for _ in range(2)]
     assert again == ["built ['x']\n"] * 2
-    with pytest.raises(BuildError):
-        run_cell("print(", quick=False)  # build mode: the kernel's Python checks the syntax
+    with pytest.raises(BuildError, match="line 1"):
+        run_cell("print(", quick=False)  # build mode: refused before any build
 
 
 # --- the whole standard library (issue 14, item 2) ------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from . import builder
 from .artifact import Artifact
 from .children import python_code
-from .guest import check_syntax, find_imports
+from .guest import cell_imports
 
 #: CPU niceness of a background componentize-py (0 is normal, 19 the lowest).
 NICENESS = 10
@@ -195,8 +195,8 @@ def _shutdown() -> None:
 
 
 def required_imports(source: str) -> list[str]:
-    """The modules a cell must be able to import (see :func:`wasi_magic.guest.find_imports`)."""
-    return [ref.name for ref in find_imports(check_syntax(source)) if ref.required]
+    """The modules a cell must be able to import (see :func:`wasi_magic.guest.cell_imports`)."""
+    return [ref.name for ref in cell_imports(source) if ref.required]
 
 
 def runner_can_run(source: str, available: Iterable[str]) -> bool:

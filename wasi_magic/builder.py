@@ -175,6 +175,7 @@ def _builder_digest(quick: bool) -> "hashlib._Hash":
         guest.RUNNER_PATH.read_text(encoding="utf-8"),
         guest.SHARED_PATH.read_text(encoding="utf-8"),
         guest.STDLIB_PATH.read_text(encoding="utf-8"),
+        guest.SCAN_PATH.read_text(encoding="utf-8"),  # which modules a build carries
         Path(guest.__file__).read_text(encoding="utf-8"),
         (WIT_DIR / "cell.wit").read_text(encoding="utf-8"),
         (WIT_DIR / "deps" / "cli" / "run.wit").read_text(encoding="utf-8"),

@@ -16,12 +16,14 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ._guest.wasi_magic_imports import ImportRef, find_imports
 from .errors import BuildError, GuestImportError
 
 APP_MODULE = "wasi_magic_runner"
@@ -55,15 +57,6 @@ _C_EXTENSION_HINTS = {"numpy", "pandas", "scipy", "matplotlib", "lxml", "PIL", "
 
 
 @dataclass(frozen=True)
-class ImportRef:
-    """A module the cell imports, and the cell line that asks for it."""
-
-    name: str
-    line: int
-    required: bool = True
-
-
-@dataclass(frozen=True)
 class GuestSource:
     """The generated guest modules: file name -> text."""
 
@@ -76,62 +69,74 @@ class GuestSource:
 GUEST_PYTHON = (3, 14)
 
 
-def check_syntax(source: str, filename: str = "<cell>") -> ast.Module:
-    """Parse the cell for a build, turning a SyntaxError into a message with the cell line.
+def cell_imports(source: str, filename: str = "<cell>") -> list[ImportRef]:
+    """Every module the cell imports (see :func:`find_imports`), read as the guest's
+    Python reads the cell.
 
-    Only build mode parses a cell in the kernel (its imports are found in the tree). The
-    kernel's Python may be older than the guest's and refuse syntax the guest accepts
-    (``f"{d["k"]}"`` and ``type X = int`` are Python 3.12): the message then says where to
-    run it. Quick mode and sessions never call this: the guest's own Python compiles the
-    cell and reports its errors, whatever the kernel's version.
+    The kernel's Python parses it here. If it cannot and is older than the guest's
+    (``f"{d["k"]}"`` and ``type X = int`` are Python 3.12; Binder's kernel runs 3.11), the
+    guest's Python parses it instead, in the quick-mode sandbox, with this same scan (a
+    run of a few milliseconds, remembered per cell). A syntax error, found by whichever
+    Python decides, is a :class:`BuildError` with the cell line.
     """
     try:
-        return ast.parse(source, filename=filename)
+        tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
-        older = sys.version_info[:2] < GUEST_PYTHON
-        where = f"line {exc.lineno}" if exc.lineno else "the cell"
-        text = (exc.text or "").rstrip("\n")
-        pointer = ""
-        if text and exc.offset:
-            pointer = "\n    " + text + "\n    " + " " * max(exc.offset - 1, 0) + "^"
-        newer = ""
-        if older:
-            kernel = ".".join(map(str, sys.version_info[:2]))
-            guest = ".".join(map(str, GUEST_PYTHON))
-            newer = (f"\n(Checked with the kernel's Python {kernel}; the guest runs Python "
-                     f"{guest}. If this is syntax newer than {kernel}, run the cell with "
-                     f"--quick, where the guest's Python reads it.)")
-        raise BuildError(f"SyntaxError in the cell at {where}: {exc.msg}{pointer}{newer}") from None
+        if sys.version_info[:2] >= GUEST_PYTHON:
+            raise syntax_error(exc.msg, exc.lineno, exc.offset, exc.text) from None
+        return list(_guest_imports(source, filename))
+    return find_imports(tree)
 
 
-def find_imports(tree: ast.AST) -> list[ImportRef]:
-    """Every absolute import in ``tree``, at any depth, in source order.
-
-    ``import a.b`` needs ``a.b``; ``from a import b`` needs ``a`` and, if ``b``
-    is a submodule, ``a.b`` (optional, since ``b`` may be a plain name);
-    ``importlib.import_module("x")`` and ``__import__("x")`` with a literal
-    string count too.
-    """
-    refs: list[ImportRef] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            refs += [ImportRef(alias.name, node.lineno) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            refs.append(ImportRef(node.module, node.lineno))
-            refs += [ImportRef(f"{node.module}.{alias.name}", node.lineno, required=False)
-                     for alias in node.names if alias.name != "*"]
-        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func):
-            if node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
-                refs.append(ImportRef(node.args[0].value, node.lineno))
-    refs.sort(key=lambda ref: ref.line)
-    return refs
+def syntax_error(message: str, line: int | None, offset: int | None,
+                 text: str | None) -> BuildError:
+    """The error for a cell that is not valid Python: its line, and a caret under the spot."""
+    where = f"line {line}" if line else "the cell"
+    text = (text or "").rstrip("\n")
+    pointer = ""
+    if text and offset:
+        pointer = "\n    " + text + "\n    " + " " * max(offset - 1, 0) + "^"
+    return BuildError(f"SyntaxError in the cell at {where}: {message}{pointer}")
 
 
-def _is_dynamic_import(func: ast.expr) -> bool:
-    if isinstance(func, ast.Name):
-        return func.id in ("__import__", "import_module")
-    return isinstance(func, ast.Attribute) and func.attr == "import_module"
+#: The scan's own source, run in the guest before the line that prints its answer.
+SCAN_PATH = Path(__file__).with_name("_guest") / "wasi_magic_imports.py"
+
+
+@functools.lru_cache(maxsize=64)
+def _guest_imports(source: str, filename: str) -> tuple[ImportRef, ...]:
+    """:func:`cell_imports` by the guest's Python: :data:`SCAN_PATH` and the cell, run in
+    the quick-mode sandbox (nothing granted; the cell is parsed, never run)."""
+    from .quick import ask_sandbox
+    program = (SCAN_PATH.read_text(encoding="utf-8")
+               + f"\n\n_answer = scan({source!r}, {filename!r})\n")
+    reply = _parse_scan(ask_sandbox(program, "_answer"))
+    if "syntax" in reply:
+        raise syntax_error(*reply["syntax"])
+    return tuple(ImportRef(name, line, required) for name, line, required in reply["imports"])
+
+
+def _parse_scan(text: str | None) -> dict:
+    """The guest's answer, checked field by field (a malformed one is an error, not data)."""
+    try:
+        reply = json.loads(text) if text is not None else None
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and len(reply) == 1:
+        syntax = reply.get("syntax")
+        if isinstance(syntax, list) and len(syntax) == 4 and isinstance(syntax[0], str) \
+                and all(v is None or type(v) is int for v in syntax[1:3]) \
+                and (syntax[3] is None or isinstance(syntax[3], str)):
+            return reply
+        imports = reply.get("imports")
+        if isinstance(imports, list) and all(
+                isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+                and type(ref[1]) is int and type(ref[2]) is bool for ref in imports):
+            return reply
+    kernel = ".".join(map(str, sys.version_info[:2]))
+    raise BuildError(f"The kernel's Python {kernel} cannot parse this cell, and the guest's "
+                     f"Python (in the quick-mode sandbox) gave no answer about it. Run the cell "
+                     f"again; if this repeats, run it with --quick.")
 
 
 def _local_module(name: str, paths: Sequence[Path]) -> bool:
@@ -279,19 +284,15 @@ QUICK_MODULES: tuple[str, ...] = (
 )
 
 
-def uses_http(source: str | ast.AST, filename: str = "<cell>") -> bool:
-    """Whether the cell (its source, or its parsed tree) imports the HTTP helper (and so
-    needs the ``cell-http`` world)."""
-    if isinstance(source, ast.AST):
-        tree = source
-    elif HTTP_MODULE not in source:
+def uses_http(source: str, filename: str = "<cell>") -> bool:
+    """Whether the cell imports the HTTP helper (and so needs the ``cell-http`` world)."""
+    if HTTP_MODULE not in source:
         return False  # (every import find_imports sees names the module literally)
-    else:
-        try:
-            tree = ast.parse(source, filename=filename)
-        except SyntaxError:
-            return False  # generate() reports it with the cell line
-    return any(ref.name == HTTP_MODULE for ref in find_imports(tree))
+    try:
+        refs = cell_imports(source, filename)
+    except BuildError:
+        return False  # generate() reports it with the cell line
+    return any(ref.name == HTTP_MODULE for ref in refs)
 
 
 def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>", *,
@@ -307,8 +308,7 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>", 
     """
     if quick:
         source = "\n".join(f"import {name}" for name in QUICK_MODULES) + "\n"
-    tree = check_syntax(source, filename)
-    refs = find_imports(tree)
+    refs = cell_imports(source, filename)
     check_available(refs, paths)
     required = [(ref.name, ref.line) for ref in refs if ref.required]
     optional = [ref.name for ref in refs if not ref.required]

@@ -72,31 +72,47 @@ def run_quick(source: str, capabilities: Capabilities | None = None, *,
 #: The modules the quick-mode sandbox can import, by the sandbox's sha256 (asked once).
 _modules: dict[str, frozenset[str]] = {}
 
-# In pieces, each flushed: one write of more than 8 KiB reaches the host cut at 8 KiB.
-_LIST_MODULES = ("import json, sys, wasi_magic_stdlib\n"
-                 "text = json.dumps(wasi_magic_stdlib.available())\n"
-                 "for start in range(0, len(text), 4096):\n"
-                 "    sys.stdout.write(text[start:start + 4096])\n"
-                 "    sys.stdout.flush()\n")
+_LIST_MODULES = ("import json, wasi_magic_stdlib\n"
+                 "_answer = json.dumps(wasi_magic_stdlib.available())\n")
+
+# Printed in pieces, each flushed: one write of more than 8 KiB reaches the host cut at 8 KiB.
+_PRINT_ANSWER = ("\nimport sys as _sys\n"
+                 "for _start in range(0, len({name}), 4096):\n"
+                 "    _sys.stdout.write({name}[_start:_start + 4096])\n"
+                 "    _sys.stdout.flush()\n")
+
+
+def ask_sandbox(program: str, answer: str, *, artifact: Artifact | None = None,
+                sandbox: Any = None, timeout: float = 30) -> str | None:
+    """Run ``program`` (wasi-magic's own code) in the quick-mode sandbox with nothing
+    granted, and return the string it leaves in its variable ``answer``: the guest's own
+    view of something (its modules, how its Python parses a cell). None if it gave no
+    answer (the program failed, or the worker restarted)."""
+    from .sandbox.supervisor import default_sandbox
+    artifact = artifact if artifact is not None else quick_sandbox()
+    sandbox = sandbox if sandbox is not None else default_sandbox()
+    sandbox.prepare(artifact)
+    result = sandbox.run(artifact, with_source(Capabilities(), program
+                                               + _PRINT_ANSWER.format(name=answer)),
+                         limits=Limits(timeout=timeout))
+    return result.stdout if result.status == 0 and not result.trap else None
 
 
 def runner_modules(artifact: Artifact, sandbox: Any = None) -> frozenset[str]:
     """Every module ``artifact`` (the quick-mode sandbox) can import: asked of the
     sandbox itself on first use, so the answer is the guest's, not the host's."""
     import json
-    from .sandbox.supervisor import default_sandbox
     known = _modules.get(artifact.sha256)
     if known is not None:
         return known
-    sandbox = sandbox if sandbox is not None else default_sandbox()
-    sandbox.prepare(artifact)
-    result = sandbox.run(artifact, with_source(Capabilities(), _LIST_MODULES),
-                         limits=Limits(timeout=30))
     try:
-        names = frozenset(json.loads(result.stdout))
+        answer = json.loads(ask_sandbox(_LIST_MODULES, "_answer", artifact=artifact,
+                                        sandbox=sandbox) or "null")
     except ValueError:
+        answer = None
+    if not isinstance(answer, list) or not all(isinstance(name, str) for name in answer):
         return frozenset()  # no answer (the worker restarted?): build mode waits; ask again later
-    _modules[artifact.sha256] = names
+    names = _modules[artifact.sha256] = frozenset(answer)
     return names
 
 

@@ -143,8 +143,7 @@ def generate(source: str, paths: Sequence[Path] = (), filename: str = "<cell>") 
     implements the world, and the binding modules componentize-py generates
     (``wit_world``, ``componentize_py_types``) count as available.
     """
-    tree = guest.check_syntax(source, filename)
-    refs = [ref for ref in guest.find_imports(tree)
+    refs = [ref for ref in guest.cell_imports(source, filename)
             if ref.name.partition(".")[0] not in BINDING_MODULES]
     guest.check_available(refs, paths)
     for ref in refs:
