@@ -163,6 +163,26 @@ def test_a_worker_killed_mid_run_is_one_line(kernel, sig: signal.Signals) -> Non
     assert worker_pid(client) != pid
 
 
+def test_a_worker_that_dies_before_the_guest_starts_is_replaced_unseen(kernel) -> None:
+    """A worker killed between two cells, as the next cell's request reaches it (stopped,
+    so the request waits in its pipe, then killed): the cell runs in a fresh worker, with
+    no error. Nothing of it had run, so nothing runs twice."""
+    _, client = kernel
+    alive(client)  # (the spare is ready)
+    pid = worker_pid(client)
+    os.kill(pid, signal.SIGSTOP)
+    killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+    killer.start()
+    try:
+        messages = execute(client, "%%wasi -q --quick\nprint('ran once')\n")
+    finally:
+        killer.join()
+    assert (streams(messages, "stdout"), streams(messages, "stderr")) == ("ran once\n", "")
+    assert not errors(messages)
+    assert worker_pid(client) != pid
+    alive(client)
+
+
 def test_a_compiled_component_rewritten_under_a_running_guest(quick_ready, tmp_path: Path) -> None:
     """Truncating the mapped .cwasm under a running guest is SIGBUS: in the worker, not the
     kernel (in v1 it killed the kernel)."""

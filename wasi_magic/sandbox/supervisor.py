@@ -339,7 +339,7 @@ class Sandbox:
         remember = None if module else (("prepare", _key(target), bool(limits.fuel)),
                                         ("prepare", 0, target, bool(limits.fuel), spec["cache"]))
         reply = self.request(("run", spec), timeout=limits.timeout, stdout=stdout,
-                             stderr=stderr, remember=remember)
+                             stderr=stderr, remember=remember, again_if_unstarted=True)
         result = RunResult(status=1, stdout="", stderr="", capabilities=caps, artifact=path,
                            limits=limits)
         if isinstance(reply, Stopped):
@@ -413,7 +413,7 @@ class Sandbox:
 
     def request(self, message: tuple, *, timeout: float | None = None,
                 stdout: TextCallback | None = None, stderr: TextCallback | None = None,
-                remember: tuple | None = None) -> Any:
+                remember: tuple | None = None, again_if_unstarted: bool = False) -> Any:
         """Send ``(kind, *payload)`` to the worker and wait for its answer.
 
         ``timeout``: the guest's own limit; the worker is killed if the guest
@@ -421,23 +421,37 @@ class Sandbox:
         :class:`Stopped` when the worker had to be killed or died. Raises what
         the worker raised (a :class:`WasiMagicError`), or KeyboardInterrupt
         when Interrupt stopped the guest.
+
+        ``again_if_unstarted`` (a run): if the worker died before its guest started (it
+        was killed between two cells, say, and the request reached it as it ended), the
+        request goes once more to a fresh worker: nothing of it had run.
         """
         with self._lock:
-            worker = self._worker()
-            try:
-                if self._orphans:
-                    self._close_orphans(worker)
-                rid = next(self._ids)
-                kind, *payload = message
-                if not worker.send((kind, rid, *payload)):
-                    self._replace(worker)
-                    return Stopped("died", None, worker.death())
-                reply = self._wait(worker, rid, timeout, stdout, stderr)
-                if remember is not None and not isinstance(reply, Stopped):
-                    self._remember(worker, remember[0], remember[1])
-                return reply
-            finally:
-                self._ensure_spare()
+            for attempt in (1, 2):
+                reply = self._request_once(message, timeout, stdout, stderr, remember)
+                if not (again_if_unstarted and attempt == 1 and isinstance(reply, Stopped)
+                        and reply.why == "died" and reply.seconds is None):
+                    return reply
+            return reply
+
+    def _request_once(self, message: tuple, timeout: float | None,
+                      stdout: TextCallback | None, stderr: TextCallback | None,
+                      remember: tuple | None) -> Any:
+        worker = self._worker()
+        try:
+            if self._orphans:
+                self._close_orphans(worker)
+            rid = next(self._ids)
+            kind, *payload = message
+            if not worker.send((kind, rid, *payload)):
+                self._replace(worker)
+                return Stopped("died", None, worker.death())
+            reply = self._wait(worker, rid, timeout, stdout, stderr)
+            if remember is not None and not isinstance(reply, Stopped):
+                self._remember(worker, remember[0], remember[1])
+            return reply
+        finally:
+            self._ensure_spare()
 
     def _wait(self, worker: WorkerProcess, rid: int, timeout: float | None,
               stdout: TextCallback | None, stderr: TextCallback | None) -> Any:
@@ -541,8 +555,8 @@ def _stopped_text(stopped: Stopped, limits: Limits) -> str:
     if stopped.why == "timeout":
         return blocked_text("timeout", stopped.seconds, limits.timeout,
                             "the sandbox was restarted")
-    return (f"the sandbox process died ({stopped.death}) while the guest ran; a fresh one "
-            f"was started")
+    when = "before the guest started" if stopped.seconds is None else "while the guest ran"
+    return f"the sandbox process died ({stopped.death}) {when}; a fresh one was started"
 
 
 def _since(started: float | None) -> float | None:
