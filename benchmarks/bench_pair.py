@@ -43,7 +43,6 @@ def child() -> None:
     """Serve cells on stdin ("go" lines); answer ``run_cell seconds, guest seconds``."""
     import contextlib
     sys.path.insert(0, str(HERE))
-    os.environ.setdefault("WASI_MAGIC_TIER_UP", "0")  # no tier-up compile beside the cells
     import bench_core as core
     import bench_speed as speed
     import wasi_magic
