@@ -297,3 +297,41 @@ def test_the_kernels_import_folders_are_never_granted_writable(kernel, grant: st
                             f"{sorted(os.listdir(cwd / grant))!r})\n")
     assert streams(shown, "stdout") == "True\n", shown  # read-only: granted
     alive(kernel)
+
+
+#: Text a Python str can hold but WASI cannot carry: a lone surrogate and NUL. Jupyter's
+#: wire format cannot carry a lone surrogate, but a student's code can make one and hand it
+#: to the magic, through ``{expr}`` in the line or ``run_cell_magic``. Each was an encoding
+#: traceback (UnicodeEncodeError, some from inside the sandbox worker) or a misleading message.
+_BAD = "\ud800"
+
+
+@pytest.mark.parametrize("line,body,words", [
+    ("-q", f"x = '{_BAD}'\n", "The cell contains a character that is not valid Unicode"),
+    ("-q --quick", f"x = '{_BAD}'\n", "The cell contains a character"),
+    ("-q --session bad", f"x = '{_BAD}'\n", "The cell contains a character"),
+    ("-q --p1", f"(module \"{_BAD}\")\n", "The cell contains a character"),
+    ("-q --quick", "print(1)\0\n", "The cell contains a NUL character (at index 8)"),
+    (f"-q --quick --env X={_BAD}", "print('ran')\n", "--env X: the value contains a"),
+    ("-q --quick --env X=a\0b", "print('ran')\n", "--env X: the value contains a NUL"),
+    (f"-q --quick -- {_BAD}", "print('ran')\n", "A program argument contains a"),
+    (f"-q --quick --dir {{tree}}/{_BAD}::/d", "print('ran')\n", "HOST contains a"),
+    (f"-q --quick --dir {{tree}}::/{_BAD}", "print('ran')\n", "GUEST contains a"),
+    (f"-q --quick --stdin-text {_BAD}", "print('ran')\n", "--stdin-text contains a"),
+    (f"-q --quick --stdin {{tree}}/{_BAD}", "print('ran')\n", "--stdin contains a"),
+])
+def test_text_no_guest_can_be_given_is_refused_in_one_line(kernel, tree: Path, line: str,
+                                                            body: str, words: str) -> None:
+    before = digest_tree(tree)
+    line = line.format(tree=tree)
+    refused(kernel, f"get_ipython().run_cell_magic('wasi', {line!r}, {body!r})",
+            "UsageError", words)
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
+def test_a_lone_surrogate_through_expansion_is_refused_in_one_line(kernel) -> None:
+    execute(kernel, f"bad = {_BAD!r}")
+    refused(kernel, "%%wasi -q --quick --env X={bad}\nprint('ran')\n", "UsageError",
+            "--env X: the value contains a character that is not valid Unicode text")
+    alive(kernel)

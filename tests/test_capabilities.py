@@ -151,3 +151,26 @@ def test_folders_python_imports_from_are_granted_read_only_at_most(
     monkeypatch.chdir(tmp_path / "data")
     with pytest.raises(CapabilityError, match="is a folder Python imports"):
         Capabilities.parse(dirs=[".::/d"])
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("env", ["X=\ud800"], "--env X: the value contains a character that is not valid Unicode"),
+    ("env", ["X=a\0b"], "--env X: the value contains a NUL character (at index 1)"),
+    ("env", ["PASSED"], "--env PASSED: the value contains a character"),  # from the host
+    ("args", ["ok", "\ud800"], "A program argument contains a character"),
+    ("args", ["a\0"], "A program argument contains a NUL character"),
+    ("dirs", ["/tmp/\ud800::/d"], "HOST contains a character"),
+    ("dirs", ["/tmp::/d\0"], "GUEST contains a NUL character"),
+    ("stdin_text", "\ud800", "--stdin-text contains a character"),
+    ("stdin_file", "/tmp/\ud800", "--stdin contains a character"),
+])
+def test_text_wasi_cannot_carry_is_refused_naming_the_flag(field: str, value, words: str) -> None:
+    from wasi_magic.errors import UsageError
+    with pytest.raises(UsageError) as error:
+        Capabilities.parse(**{field: value}, host_env={"PASSED": "caf\udce9"})
+    assert words in str(error.value)
+    str(error.value).encode("utf-8")  # the message itself can be shown anywhere
+
+
+def test_nul_is_fine_in_stdin_text() -> None:
+    assert Capabilities.parse(stdin_text="a\0b").stdin == b"a\0b"

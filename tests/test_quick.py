@@ -166,6 +166,7 @@ def test_magic_flag_and_session_mode(sandbox_component, sandbox: Path, capsys) -
         assert shell.user_ns["R"].steps["build"] in ("built", "cached")
     finally:
         shell.run_line_magic("wasi", "config --mode build")
+        shell.run_line_magic("unload_ext", "wasi_magic")  # (the shell is shared by every test)
         os.chdir(old)
     assert "wasi: mode = quick" in capsys.readouterr().out
 
@@ -202,12 +203,15 @@ def test_session_settings_are_traitlets(quick_ready) -> None:
 def test_bad_session_settings_are_usage_errors(capsys) -> None:
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "wasi_magic")
-    for words, message in (("--timeout 1e400", "--timeout '1e400'"),
-                           ("--max-output 0", "--max-output '0'"),
-                           ("--mode fast", "expected quick or build"),
-                           ("--colour red", "usage: %wasi config")):
-        result = shell.run_cell(f"%wasi config {words}")
-        assert message in str(result.error_in_exec), words
+    try:
+        for words, message in (("--timeout 1e400", "--timeout '1e400'"),
+                               ("--max-output 0", "--max-output '0'"),
+                               ("--mode fast", "expected quick or build"),
+                               ("--colour red", "usage: %wasi config")):
+            result = shell.run_cell(f"%wasi config {words}")
+            assert message in str(result.error_in_exec), words
+    finally:
+        shell.run_line_magic("unload_ext", "wasi_magic")
 
 
 def test_the_one_cell_pipeline_serves_both_modes(quick_ready, probe) -> None:

@@ -32,6 +32,7 @@ from .artifact import Artifact
 from .cache import PACKED, Cache, default_cache, remembered_sha256
 from .children import python_code
 from .errors import BuildError, GuestImportError
+from .text import check_text
 from .versions import installed_version
 
 WIT_DIR = Path(__file__).with_name("wit")
@@ -184,9 +185,15 @@ def _builder_digest(quick: bool) -> "hashlib._Hash":
     return digest
 
 
+def _check_source(source: str, filename: str) -> None:
+    check_text(source, "The cell" if filename == "<cell>" else repr(filename))
+
+
 def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
               quick: bool = False) -> str:
-    """The cache key of a cell: a hash of every input that shapes the component."""
+    """The cache key of a cell: a hash of every input that shapes the component. Text no
+    guest can be given is refused here, before any build looks for it."""
+    _check_source(source, filename)
     digest = _builder_digest(quick).copy()
     if not quick and guest.uses_http(source, filename):
         # Only HTTP cells depend on these, so other cells keep their keys.
@@ -553,6 +560,7 @@ def _explain_failure(log: str, generated: guest.GuestSource) -> BuildError:
 def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
                     paths: Sequence[Path] = (), filename: str = "<cell>") -> str:
     """The cache key of a world build: the source, the WIT's content, the world name and the rest."""
+    _check_source(source, filename)
     digest = hashlib.sha256()
     for part in (
         "wasi-magic-world/1",

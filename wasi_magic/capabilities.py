@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .errors import CapabilityError, UsageError
+from .text import check_text
 
 if TYPE_CHECKING:
     from .outbound import Origin
@@ -291,8 +292,7 @@ class DirGrant:
         as the OS sees it now (see :meth:`verified`). ``spec`` names it in messages."""
         spec = spec if spec is not None else f"{host}::{guest}" + ("::ro" if read_only else "")
         for label, value in (("HOST", host), ("GUEST", guest)):
-            if "\0" in value:
-                raise CapabilityError(f"--dir {spec!r}: {label} contains a NUL character.")
+            check_text(value, f"--dir {spec!r}: {label}", error=CapabilityError)
         if not host or not guest:
             raise CapabilityError(f"--dir {spec!r}: give both a host folder and a guest path.")
         guest = normalize_guest_path(guest, spec)
@@ -361,9 +361,12 @@ class Capabilities:
         pairs = tuple(_parse_env(item, host_env) for item in env)
         if stdin_file is not None and stdin_text is not None:
             raise UsageError("Give either --stdin FILE or --stdin-text TEXT, not both.")
+        if stdin_file is not None:
+            check_text(os.fspath(stdin_file), "--stdin", error=CapabilityError)
         stdin_path = (host_path(os.fspath(stdin_file), base, "--stdin")
                       if stdin_file is not None else None)
-        data = stdin_text.encode() if stdin_text is not None else None
+        data = (check_text(stdin_text, "--stdin-text", nul=True).encode()
+                if stdin_text is not None else None)
         return cls._make(grants, pairs, args, data, stdin_path,
                          os.fspath(stdin_file) if stdin_file is not None else None,
                          _origins(http))
@@ -391,8 +394,7 @@ class Capabilities:
               stdin_text: str | None, http: tuple[Origin, ...] = ()) -> "Capabilities":
         _check_overlaps(grants)
         for arg in args:
-            if "\0" in arg:
-                raise UsageError("A program argument contains a NUL character, which WASI cannot pass.")
+            check_text(arg, "A program argument")
         if stdin_path is not None:
             mode = _mode(stdin_path, f"--stdin {stdin_text!r}: cannot read {str(stdin_path)!r}")
             if mode is None:
@@ -498,24 +500,22 @@ def check_variable(name: str, value: str) -> tuple[str, str]:
     """``(name, value)`` if WASI can pass it as an environment variable; else a clear error."""
     if not name or not name.replace("_", "a").isalnum() or not name.isascii():
         raise CapabilityError(
-            f"--env {name}={value}: the name must be letters, digits and underscores "
+            f"--env {name + '=' + value!r}: the name must be letters, digits and underscores "
             f"(for example --env MY_VAR=hello).")
-    if "\0" in value:
-        raise CapabilityError(f"--env {name}: the value contains a NUL character, which "
-                              f"WASI cannot pass.")
+    check_text(value, f"--env {name}: the value", error=CapabilityError)
     return name, value
 
 
 def _parse_env(item: str, host_env: Mapping[str, str]) -> tuple[str, str]:
     name, sep, value = item.partition("=")
-    if not name or "\0" in item or not name.replace("_", "a").isalnum() or not name.isascii():
+    if not name or not name.replace("_", "a").isalnum() or not name.isascii():
         raise CapabilityError(
             f"--env {item!r}: expected NAME=VALUE or NAME, where NAME is letters, "
             f"digits and underscores (for example --env MY_VAR=hello).")
     if sep:
-        return name, value
+        return check_variable(name, value)
     if name not in host_env:
         raise CapabilityError(
             f"--env {name}: the host has no variable {name!r} to pass through. "
             f"Set a value with --env {name}=VALUE.")
-    return name, host_env[name]
+    return check_variable(name, host_env[name])

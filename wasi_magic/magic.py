@@ -24,6 +24,7 @@ from .session import prepare_cell, run_prepared
 from .sessions import Sessions
 from .capabilities import Capabilities, write_host_file
 from .flags import CELL_ARGUMENTS
+from .text import check_text
 from .errors import UsageError, WasiMagicError, path_error
 from .output import format_size
 from .limits import DEFAULT_TIMEOUT, Limits, parse_duration, parse_size
@@ -176,6 +177,7 @@ class WasiMagics(Magics):
             raise _shown_os(exc) from None
 
     def _run_cell(self, line: str, cell: str) -> None:
+        check_text(cell, "The cell")  # (in every mode, before a session starts or a build)
         flags, program_args = cli.split_program_args(self._words(line))
         ns = _parsed(self.wasi_cell.parser, tuple(flags))
         if ns.panel and (ns.out or ns.err or ns.result or ns.raise_error):

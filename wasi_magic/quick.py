@@ -19,6 +19,7 @@ from .artifact import Artifact
 from .builder import ProgressCallback, build
 from .capabilities import Capabilities
 from .errors import UsageError
+from .text import check_text
 from .limits import Limits
 from .result import RunResult
 
@@ -39,8 +40,7 @@ def with_source(capabilities: Capabilities, source: str, *, as_build: bool = Fal
     for name, _ in capabilities.env:
         if name in (SOURCE_VAR, AS_BUILD_VAR):
             raise UsageError(f"--env {name} is reserved for quick mode.")
-    if "\0" in source:
-        raise UsageError("The cell contains a NUL character, which quick mode cannot pass.")
+    check_text(source, "The cell")
     extra = ((SOURCE_VAR, source),) + (((AS_BUILD_VAR, "1"),) if as_build else ())
     return capabilities.replace(env=capabilities.env + extra)
 

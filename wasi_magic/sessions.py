@@ -47,6 +47,7 @@ from .errors import RuntimeFailure, UsageError
 from .limits import Limits
 from .output import TextCallback, format_size
 from .result import RunResult
+from .text import check_text
 from .sandbox.supervisor import Sandbox, Stopped, _key, _stopped_text, _target, default_sandbox
 from .worlds import WitSource
 
@@ -267,7 +268,7 @@ class Session:
                     f"~2x, so a session chooses it when it starts): `%wasi session reset "
                     f"{self.name}`, then give --fuel on its first cell "
                     f"(Python: Session(..., fuel_metering=True)).")
-            _check_text(source)  # (the guest's Python compiles the cell: its errors are its own)
+            check_text(source, "The cell")  # (the guest's Python compiles it: its errors are its own)
             info = self.start(progress)
             first = self.cells == 0
             try:
@@ -356,19 +357,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name!r} ({self.state}, {self.cells} cells): {self.grants()}>"
-
-
-def _check_text(source: str) -> None:
-    """Refuse what a WIT string cannot carry (or CPython cannot compile), before it is sent."""
-    if not isinstance(source, str):
-        raise UsageError(f"a session runs Python source text, not {type(source).__name__}.")
-    if "\0" in source:
-        raise UsageError("The cell contains a NUL character, which a session cannot run.")
-    try:
-        source.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError(f"The cell contains a character that is not valid Unicode text "
-                         f"(at index {exc.start}): remove it.") from None
 
 
 def _limits(limits: Limits | None, options: dict[str, Any]) -> Limits:

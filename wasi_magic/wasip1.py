@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from .errors import BuildError, RuntimeFailure
+from .text import check_text
 
 try:
     import wasmtime
@@ -118,6 +119,7 @@ def assemble(wat: str, *, name: str = "module.wat") -> bytes:
     if wasmtime is None:
         raise RuntimeFailure("The wasmtime package is not installed. Install it with: "
                              "pip install 'wasmtime==50.*'")
+    check_text(wat, f"The WebAssembly text {name!r}", nul=True)
     try:
         data = bytes(wasmtime.wat2wasm(wat))
     except wasmtime.WasmtimeError as exc:

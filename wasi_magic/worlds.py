@@ -33,6 +33,7 @@ from typing import Sequence
 
 from . import guest
 from .errors import BuildError, GuestImportError
+from .text import check_text
 
 WORLD_APP = "wasi_magic_world"
 SOURCE_MODULE = "wasi_magic_world_source"
@@ -112,6 +113,7 @@ def resolve_wit(wit: str | os.PathLike[str] | None, cwd: Path) -> WitSource:
         if path.is_dir() and not any(path.rglob("*.wit")):
             raise BuildError(f"WIT folder {str(path)!r} holds no .wit file.")
         return WitSource(path=path)
+    check_text(wit, "The WIT text")
     if not wit.strip():
         raise BuildError("The WIT text is empty: it must declare a world, e.g. "
                          "world w { export f: func() -> string; }")
