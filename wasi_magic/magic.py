@@ -402,7 +402,14 @@ class WasiMagics(Magics):
         IPython would expand the whole line before splitting it, so a variable
         holding ``x --dir /::/host`` (say, a guest's own output) would become
         flags. Expanded word by word, a value stays one argument, whatever it holds.
+        A word that is not text any flag can carry (see :mod:`.text`) is refused.
         """
+        words = self._expanded(line)
+        for word in words:
+            check_text(word, f"{word!r} on the magic line")
+        return words
+
+    def _expanded(self, line: str) -> list[str]:
         if "{" not in line and "$" not in line:
             return list(_split(line))  # (most lines: nothing to expand)
         from IPython.utils.text import DollarFormatter
@@ -491,7 +498,10 @@ class WasiMagics(Magics):
             %wasi session list | reset NAME | close NAME
             %wasi warm [NOTEBOOK.ipynb ...] [--pack]
         """
-        words = self._words(line)
+        try:
+            words = self._words(line)
+        except WasiMagicError as exc:
+            raise _shown(exc) from None
         if words[:1] == ["config"]:
             return self._config(words[1:])
         if words[:1] == ["session"]:

@@ -19,12 +19,11 @@ def check_text(value: str, what: str, *, nul: bool = False,
     if not isinstance(value, str):
         raise error(f"{what} must be text, not {type(value).__name__}.")
     if not nul and "\0" in value:
-        raise error(f"{what} contains a NUL character (at index {value.index(chr(0))}), "
-                    f"which WASI cannot pass: remove it.")
+        raise error(f"{what} contains a NUL character (at index {value.index(chr(0))}): "
+                    f"remove it.")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise error(f"{what} contains a character that is not valid Unicode text "
-                    f"({value[exc.start]!r} at index {exc.start}), which WASI cannot pass: "
-                    f"remove it.") from None
+                    f"({value[exc.start]!r} at index {exc.start}): remove it.") from None
     return value
