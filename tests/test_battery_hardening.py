@@ -71,6 +71,33 @@ def test_a_planted_link_to_the_root_is_never_granted(kernel, tree: Path) -> None
     alive(kernel)
 
 
+@pytest.mark.parametrize("target", ["../" * 40, "../secret.txt", "../" * 40 + "proc/kmsg"])
+def test_a_planted_link_in_a_path_folder_is_never_copied_into_a_build(kernel, tree: Path,
+                                                                       target: str) -> None:
+    """A --path folder is copied for the build and read by the guest while it is
+    pre-initialized: a planted link there handed the guest any file the kernel could read
+    (``root -> /`` copied the whole disk; ``/proc/kmsg`` hung the build for good)."""
+    (tree / "rw" / "mine.py").write_text("VALUE = 7\n")
+    before = digest_tree(tree)
+    plant(kernel, tree, target, "planted")
+    line = refused(kernel, f"%%wasi -q --path {tree / 'rw'}\nimport mine\nprint(mine.VALUE)\n",
+                   f"'planted' is a symbolic link to {target!r}",
+                   "does not follow links in --path folders")
+    assert "Traceback" not in line
+    os.remove(tree / "rw" / "planted")  # (the planted link is the only change to the tree)
+    assert digest_tree(tree) == before
+    ran = execute(kernel, f"%%wasi -q --path {tree / 'rw'}\nimport mine\nprint(mine.VALUE)\n")
+    assert streams(ran, "stdout") == "7\n", ran  # the folder itself builds as before
+    alive(kernel)
+
+
+def test_a_fifo_in_a_path_folder_is_refused_not_waited_on(kernel, tree: Path) -> None:
+    os.mkfifo(tree / "rw" / "pipe")  # (nobody ever writes to it)
+    refused(kernel, f"%%wasi -q --path {tree / 'rw'}\nprint('ran')\n",
+            "'pipe' is not a regular file or folder")
+    alive(kernel)
+
+
 def test_a_planted_link_is_not_fed_to_stdin(kernel, tree: Path) -> None:
     before = digest_tree(tree)
     plant(kernel, tree, "../secret.txt", "input.txt")  # WASI lets a guest write relative links

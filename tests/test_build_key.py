@@ -8,7 +8,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 import wasi_magic.cache as cache_module
+from wasi_magic.errors import BuildError
 from wasi_magic.builder import build_key_of
 
 
@@ -24,8 +27,10 @@ def test_each_file_is_read_once_until_it_changes(tmp_path: Path, monkeypatch) ->
     folder = _folder(tmp_path)
     read: list[str] = []
     real = cache_module.file_sha256
+    def name(path) -> str:  # (the walk hands an open descriptor)
+        return Path(os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else path).name
     monkeypatch.setattr(cache_module, "file_sha256",
-                        lambda path: read.append(Path(path).name) or real(path))
+                        lambda path: read.append(name(path)) or real(path))
     first = build_key_of("import helper", paths=[folder])
     assert sorted(read) == ["data.csv", "helper.py"]
     read.clear()
@@ -39,18 +44,45 @@ def test_each_file_is_read_once_until_it_changes(tmp_path: Path, monkeypatch) ->
     assert build_key_of("import helper", paths=[folder]) not in (first, changed)
 
 
-def test_a_fifo_in_the_folder_is_never_opened(tmp_path: Path) -> None:
-    """Opening a FIFO for reading waits for a writer: keying the cell would hang the kernel."""
+def test_a_fifo_in_the_folder_is_refused_never_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: keying (or copying) the folder would
+    hang the kernel. It is refused, named, at once."""
     folder = _folder(tmp_path)
     os.mkfifo(folder / "pipe")
-    keys: list[str] = []
-    worker = threading.Thread(target=lambda: keys.append(build_key_of("x = 1", paths=[folder])),
-                              daemon=True)
+    outcome: list[BaseException] = []
+
+    def key() -> None:
+        try:
+            build_key_of("x = 1", paths=[folder])
+        except BuildError as exc:
+            outcome.append(exc)
+    worker = threading.Thread(target=key, daemon=True)
     worker.start()
     worker.join(30)
     if worker.is_alive():  # unblock the thread before failing
         with open(folder / "pipe", "w"):
             pass
-    assert keys, "keying a folder that holds a FIFO blocked"
-    os.unlink(folder / "pipe")
-    assert build_key_of("x = 1", paths=[folder]) != keys[0]  # the FIFO's name counts
+    assert outcome, "keying a folder that holds a FIFO blocked (or let it in)"
+    assert "'pipe' is not a regular file or folder" in str(outcome[0])
+
+
+def test_links_anywhere_in_the_tree_are_refused_and_the_copy_is_exact(tmp_path: Path) -> None:
+    """What is hashed is what is copied: regular files and folders, no dotfiles, no
+    __pycache__; a symbolic link at any depth (to a file or a folder) is refused."""
+    from wasi_magic.path_tree import copy_tree
+    folder = _folder(tmp_path)
+    (folder / "pkg" / "__pycache__").mkdir(parents=True)
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"skip")
+    (folder / ".hidden").write_text("skip")
+    copy = copy_tree(folder, tmp_path / "copy")
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == \
+        ["data.csv", "helper.py", "pkg", "pkg/__init__.py"]
+    assert (copy / "data.csv").read_bytes() == (folder / "data.csv").read_bytes()
+    for link, target in (("pkg/up", ".."), ("secret.py", "/etc/hostname")):
+        os.symlink(target, folder / link)
+        for action in (lambda: build_key_of("x = 1", paths=[folder]),
+                       lambda: copy_tree(folder, tmp_path / link.replace("/", "-"))):
+            with pytest.raises(BuildError, match=f"'{link}' is a symbolic link to '{target}'"):
+                action()
+        os.unlink(folder / link)

@@ -15,8 +15,6 @@ import functools
 import hashlib
 import os
 import re
-import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -27,9 +25,9 @@ from pathlib import Path
 from statistics import median
 from typing import Callable, Iterable, Iterator, Sequence
 
-from . import guest, worlds
+from . import guest, path_tree, worlds
 from .artifact import Artifact
-from .cache import PACKED, Cache, default_cache, remembered_sha256
+from .cache import PACKED, Cache, default_cache
 from .children import python_code
 from .errors import BuildError, GuestImportError
 from .text import check_text
@@ -143,28 +141,6 @@ def componentize_py_version() -> str:
                          "pip install 'componentize-py==0.25.*'") from None
 
 
-def _hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
-    """Add every file under ``folder`` (which the guest may import or read while it is
-    pre-initialized) to ``digest``: its name and its contents' sha256, read again only
-    when the file changed. A FIFO or a device is never read (it could block or never end)."""
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith((".pyc", ".pyo")):
-                continue
-            path = Path(root, name)
-            digest.update(str(path.relative_to(folder)).encode() + b"\0")
-            try:
-                info = os.stat(path)
-                if stat.S_ISREG(info.st_mode):
-                    digest.update(remembered_sha256(path, info).encode())
-                else:
-                    digest.update(b"<not a regular file>")
-            except OSError:
-                digest.update(b"<unreadable>")
-            digest.update(b"\0")
-
-
 @functools.lru_cache(maxsize=2)
 def _builder_digest(quick: bool) -> "hashlib._Hash":
     """The part of every cell key that is fixed for this installation (computed once)."""
@@ -204,7 +180,7 @@ def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
         digest.update(part.encode() + b"\0\0")
     for folder in paths:
         digest.update(str(folder).encode() + b"\0")
-        _hash_tree(digest, folder)
+        path_tree.hash_tree(digest, folder)
     return digest.hexdigest()[:32]
 
 
@@ -215,9 +191,12 @@ def _quick_key() -> str:
 
 
 def _resolve_paths(paths: Iterable[str | os.PathLike[str]], cwd: Path) -> tuple[Path, ...]:
+    """The ``--path`` folders, each walked as the OS will (no symbolic link followed, as
+    for ``--dir``: a guest could have planted one), made absolute."""
+    from .capabilities import host_path
     resolved = []
     for item in paths:
-        folder = (cwd / os.path.expanduser(os.fspath(item))).resolve()
+        folder = host_path(os.fspath(item), cwd.resolve(), "--path")
         if not folder.is_dir():
             raise BuildError(f"--path {os.fspath(item)!r}: no such folder ({str(folder)!r}).")
         resolved.append(folder)
@@ -279,7 +258,8 @@ def _plan(source: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]
     name, filename = "cell.wasm", "<cell>"
     extra = list(paths)
     if isinstance(source, os.PathLike):
-        file = (base / source).resolve()
+        from .capabilities import host_path  # (no link followed: a guest could have planted it)
+        file = host_path(os.fspath(source), base.resolve(), "build")
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
@@ -467,7 +447,7 @@ def _componentize(generated: guest.GuestSource, folders: tuple[Path, ...], key: 
         # guest, so code that runs at import time could write there: it gets private
         # copies, and the host's folders stay as they were.
         for index, folder in enumerate(folders):
-            command += ["-p", str(_private_copy(folder, work / "paths" / str(index)))]
+            command += ["-p", str(path_tree.copy_tree(folder, work / "paths" / str(index)))]
         command += [app_module, "-o", str(out)]
         started = time.perf_counter()
         log = _run_componentize(command, work, started, estimate_seconds(cache), progress)
@@ -475,18 +455,6 @@ def _componentize(generated: guest.GuestSource, folders: tuple[Path, ...], key: 
         if not out.exists():
             raise explain(log, wit_path)
         return _store_build(out, key, name, seconds, cache, artifact_world)
-
-
-def _private_copy(folder: Path, target: Path) -> Path:
-    """A copy of ``folder`` (what the cache key hashed: no dotfiles, no ``__pycache__``)."""
-    def ignore(_: str, names: list[str]) -> list[str]:
-        return [n for n in names if n.startswith(".") or n == "__pycache__"
-                or n.endswith((".pyc", ".pyo"))]
-    try:
-        shutil.copytree(folder, target, ignore=ignore)
-    except (OSError, shutil.Error) as exc:
-        raise BuildError(f"--path {str(folder)!r}: cannot copy it for the build: {exc}") from None
-    return target
 
 
 def _run_componentize(command: list[str], work: Path, started: float,
@@ -578,7 +546,7 @@ def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
         digest.update(part.encode() + b"\0\0")
     for folder in paths:
         digest.update(str(folder).encode() + b"\0")
-        _hash_tree(digest, folder)
+        path_tree.hash_tree(digest, folder)
     return digest.hexdigest()[:32]
 
 

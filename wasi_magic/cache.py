@@ -100,10 +100,10 @@ def _cache_dir(override: str | None, *where: str | None) -> Path:
     return Path(platformdirs.user_cache_dir("wasi-magic", appauthor=False))
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
+def file_sha256(path: Path | int) -> str:
+    """Hex sha256 of a file's bytes (``path``, or an open descriptor, read from where it is)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(path, "rb", closefd=not isinstance(path, int)) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -114,8 +114,9 @@ _DIGESTS: dict[tuple[int, ...], str] = {}
 _DIGESTS_MAX = 4096
 
 
-def remembered_sha256(path: Path, info: os.stat_result) -> str:
-    """:func:`file_sha256` of the regular file ``path`` whose ``os.stat`` is ``info``,
+def remembered_sha256(path: Path | int, info: os.stat_result) -> str:
+    """:func:`file_sha256` of the regular file ``path`` (or open descriptor) whose
+    ``os.stat`` is ``info``,
     hashed again only when the file changed: remembered per device, inode, size,
     modification and change time (as make and git do). Re-running a 20 MiB component, or
     building again from a folder of data files, then costs a ``stat``, not a read."""

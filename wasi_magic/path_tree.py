@@ -1,0 +1,127 @@
+"""The files of a ``--path`` folder that a build carries: walked without following links.
+
+A build hashes a ``--path`` folder for its cache key and copies it privately for
+componentize-py, whose guest can read (and, while it pre-initializes, write) the copy.
+A guest with a read-write grant could have planted a symbolic link there (``root -> /``)
+or a FIFO; following the link would copy, and hand the guest, any file the kernel can
+read, and a FIFO or ``/proc/kmsg`` would hang the build. So the tree is walked through
+directory descriptors, every file is opened with ``O_NOFOLLOW`` and checked to be a
+regular file on the descriptor it is read from, and a link or a special file is
+refused, named, with its target.
+
+Dotfiles, ``__pycache__`` folders and compiled ``.pyc`` files are left out (as the
+cache key always did).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Callable
+
+from .errors import BuildError
+
+#: Opening a file to read: never through a link, never waiting on a FIFO.
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+
+#: ``visit(relative path, descriptor, stat)`` for each regular file; ``enter(relative path)``
+#: for each folder below the top.
+FileVisitor = Callable[[str, int, os.stat_result], None]
+
+
+def _skipped(name: str, is_dir: bool) -> bool:
+    if name.startswith("."):
+        return True
+    return name == "__pycache__" if is_dir else name.endswith((".pyc", ".pyo"))
+
+
+def walk(folder: Path, visit: FileVisitor, enter: Callable[[str], None] | None = None) -> None:
+    """Call ``visit`` for every regular file under ``folder``, in sorted order, with the
+    file open; ``enter`` for every folder. Raises :class:`BuildError` naming a symbolic
+    link (and its target) or a special file (FIFO, device, socket) anywhere in the tree."""
+    try:
+        top = os.open(folder, _OPEN_DIR)
+    except OSError as exc:
+        raise BuildError(f"--path {str(folder)!r}: cannot open it: {exc.strerror or exc}.") from None
+    try:
+        _walk(folder, top, "", visit, enter)
+    finally:
+        os.close(top)
+
+
+def _walk(folder: Path, dir_fd: int, prefix: str, visit: FileVisitor,
+          enter: Callable[[str], None] | None) -> None:
+    with os.scandir(dir_fd) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        relative = prefix + entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if _skipped(entry.name, is_dir):
+            continue
+        if entry.is_symlink():
+            _refuse_link(folder, relative, dir_fd, entry.name)
+        try:
+            fd = os.open(entry.name, _OPEN_DIR if is_dir else _OPEN_FILE, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link swapped in meanwhile
+                _refuse_link(folder, relative, dir_fd, entry.name)
+            raise BuildError(f"--path {str(folder)!r}: cannot read {relative!r}: "
+                             f"{exc.strerror or exc}.") from None
+        try:
+            info = os.fstat(fd)
+            if is_dir and stat.S_ISDIR(info.st_mode):
+                if enter is not None:
+                    enter(relative)
+                _walk(folder, fd, relative + "/", visit, enter)
+            elif not is_dir and stat.S_ISREG(info.st_mode):
+                visit(relative, fd, info)
+            else:
+                raise BuildError(
+                    f"--path {str(folder)!r}: {relative!r} is not a regular file or folder (a "
+                    f"FIFO, a device or a socket), which a build could wait on forever. "
+                    f"Remove it, or keep the modules in a folder of their own.")
+        finally:
+            os.close(fd)
+
+
+def _refuse_link(folder: Path, relative: str, dir_fd: int, name: str) -> None:
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        target = "?"
+    raise BuildError(
+        f"--path {str(folder)!r}: {relative!r} is a symbolic link to {target!r}. wasi-magic "
+        f"does not follow links in --path folders (a guest could have planted one, and "
+        f"the build would hand it whatever the link reaches); copy the module in, or name "
+        f"its own folder with --path.")
+
+
+def hash_tree(digest: "hashlib._Hash", folder: Path) -> None:
+    """Add every file of ``folder`` a build carries to ``digest``: its relative path and its
+    contents' sha256 (remembered per file while it does not change)."""
+    from .cache import remembered_sha256
+
+    def visit(relative: str, fd: int, info: os.stat_result) -> None:
+        digest.update(relative.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(remembered_sha256(fd, info).encode() + b"\0")
+    walk(folder, visit)
+
+
+def copy_tree(folder: Path, target: Path) -> Path:
+    """A private copy of what :func:`hash_tree` hashes, read through the descriptors the
+    walk opened (so a link swapped in meanwhile is never followed)."""
+    target.mkdir(parents=True)
+
+    def enter(relative: str) -> None:
+        (target / relative).mkdir()
+
+    def visit(relative: str, fd: int, info: os.stat_result) -> None:
+        with os.fdopen(os.dup(fd), "rb") as source, open(target / relative, "xb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+    walk(folder, visit, enter)
+    return target
