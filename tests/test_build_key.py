@@ -86,3 +86,16 @@ def test_links_anywhere_in_the_tree_are_refused_and_the_copy_is_exact(tmp_path: 
             with pytest.raises(BuildError, match=f"'{link}' is a symbolic link to '{target}'"):
                 action()
         os.unlink(folder / link)
+
+
+def test_a_tree_too_large_for_a_module_folder_is_refused(tmp_path: Path) -> None:
+    """--path is for modules: ``--path /proc`` (kcore claims terabytes) or a huge folder
+    would fill a shared server's disk with the build's private copy."""
+    from wasi_magic.path_tree import MAX_BYTES
+    folder = _folder(tmp_path)
+    with open(folder / "big.bin", "wb") as sparse:  # (sparse: no disk used)
+        sparse.truncate(MAX_BYTES + 1)
+    with pytest.raises(BuildError, match=r"holds more than [\d,]+ files or \d+ MiB \(at 'big.bin'\)"):
+        build_key_of("x = 1", paths=[folder])
+    with pytest.raises(BuildError, match=r"--path '/proc'"):
+        build_key_of("x = 1", paths=["/proc"])

@@ -10,7 +10,9 @@ regular file on the descriptor it is read from, and a link or a special file is
 refused, named, with its target.
 
 Dotfiles, ``__pycache__`` folders and compiled ``.pyc`` files are left out (as the
-cache key always did).
+cache key always did). A tree larger than :data:`MAX_FILES` files or :data:`MAX_BYTES`
+is refused too: ``--path`` is for the modules a cell imports, and ``--path ~`` or
+``--path /proc`` (whose ``kcore`` claims terabytes) would fill a shared server's disk.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _OPEN_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, "O_CLOEXE
 #: for each folder below the top.
 FileVisitor = Callable[[str, int, os.stat_result], None]
 
+#: The most files, and bytes, a build carries from one ``--path`` folder.
+MAX_FILES = 20_000
+MAX_BYTES = 512 << 20
+
 
 def _skipped(name: str, is_dir: bool) -> bool:
     if name.startswith("."):
@@ -49,13 +55,13 @@ def walk(folder: Path, visit: FileVisitor, enter: Callable[[str], None] | None =
     except OSError as exc:
         raise BuildError(f"--path {str(folder)!r}: cannot open it: {exc.strerror or exc}.") from None
     try:
-        _walk(folder, top, "", visit, enter)
+        _walk(folder, top, "", visit, enter, [0, 0])
     finally:
         os.close(top)
 
 
 def _walk(folder: Path, dir_fd: int, prefix: str, visit: FileVisitor,
-          enter: Callable[[str], None] | None) -> None:
+          enter: Callable[[str], None] | None, seen: list[int]) -> None:
     with os.scandir(dir_fd) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
     for entry in entries:
@@ -77,9 +83,20 @@ def _walk(folder: Path, dir_fd: int, prefix: str, visit: FileVisitor,
             if is_dir and stat.S_ISDIR(info.st_mode):
                 if enter is not None:
                     enter(relative)
-                _walk(folder, fd, relative + "/", visit, enter)
+                _walk(folder, fd, relative + "/", visit, enter, seen)
             elif not is_dir and stat.S_ISREG(info.st_mode):
-                visit(relative, fd, info)
+                seen[0] += 1
+                seen[1] += info.st_size
+                if seen[0] > MAX_FILES or seen[1] > MAX_BYTES:
+                    raise BuildError(
+                        f"--path {str(folder)!r} holds more than {MAX_FILES:,} files or "
+                        f"{MAX_BYTES >> 20} MiB (at {relative!r}); --path is for the modules "
+                        f"a cell imports: name a folder that holds only them.")
+                try:
+                    visit(relative, fd, info)
+                except OSError as exc:
+                    raise BuildError(f"--path {str(folder)!r}: cannot read {relative!r}: "
+                                     f"{exc.strerror or exc}.") from None
             else:
                 raise BuildError(
                     f"--path {str(folder)!r}: {relative!r} is not a regular file or folder (a "
