@@ -128,6 +128,18 @@ def test_nothing_leaks_between_runs(sandbox_component) -> None:
     assert (first.stdout, second.stdout) == ("set\n", "False False\n")
 
 
+def test_the_snapshots_warm_up_leaves_nothing_a_cell_can_see(sandbox_component) -> None:
+    """The runner runs a cell's path a few times while its snapshot is taken (so that every
+    run starts from specialized bytecode): none of it shows in a cell, and ``random`` is
+    seeded afresh for every run."""
+    source = ("import builtins, linecache, random, sys\n"
+              "print(hasattr(builtins, '_sink'), sys.modules['__main__'].__dict__ is globals(),"
+              " len([f for f in linecache.cache if 'cell' in f]), sys.argv[1:], random.random())")
+    first, second = run_quick(source), run_quick(source)
+    assert first.stdout.split()[:4] == second.stdout.split()[:4] == ["False", "True", "1", "[]"]
+    assert first.stdout.split()[4] != second.stdout.split()[4]
+
+
 def test_modules_outside_the_sandbox_suggest_build_mode(sandbox_component) -> None:
     result = run_quick("import json\nimport numpy\n")
     assert "No module named 'numpy' in the quick-mode sandbox" in result.stderr
