@@ -98,6 +98,33 @@ def test_a_fifo_in_a_path_folder_is_refused_not_waited_on(kernel, tree: Path) ->
     alive(kernel)
 
 
+@pytest.mark.parametrize("folder, why", [
+    ("key_path().parent", "the key that seals the cache"),    # the folder itself
+    ("key_path().parent.parent", "the key that seals the cache"),  # a folder that holds it
+    ("key_path().parent / 'inner'", "the key that seals the cache"),  # a folder inside it
+    ("jupyter_runtime_dir()", "the keys of running kernels"),
+])
+def test_a_path_folder_never_carries_the_hosts_secrets(kernel, folder: str, why: str) -> None:
+    """A build copies each ``--path`` folder where its guest (and any module there, run
+    while the snapshot is taken) reads every file: the cache's sealing key or the
+    connection files of running kernels must never be in it."""
+    setup = execute(kernel, "from pathlib import Path\n"
+                            "from wasi_magic.cache import key_path\n"
+                            "from jupyter_core.paths import jupyter_runtime_dir\n"
+                            f"SECRET = Path({folder})\n"
+                            "MADE = not SECRET.exists()\n"
+                            "SECRET.mkdir(parents=True, exist_ok=True)\n"
+                            "from wasi_magic.builder import builds_logged\n"
+                            "print(builds_logged())\n")
+    builds = streams(setup, "stdout")
+    assert builds.strip().isdigit(), setup
+    refused(kernel, "%%wasi -q --path {SECRET}\nprint('built')\n", "--path", why,
+            "holds only the modules")
+    assert streams(execute(kernel, "print(builds_logged())"), "stdout") == builds  # nothing built
+    execute(kernel, "MADE and SECRET.rmdir()")
+    alive(kernel)
+
+
 def test_a_planted_link_is_not_fed_to_stdin(kernel, tree: Path) -> None:
     before = digest_tree(tree)
     plant(kernel, tree, "../secret.txt", "input.txt")  # WASI lets a guest write relative links

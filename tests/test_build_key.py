@@ -99,3 +99,33 @@ def test_a_tree_too_large_for_a_module_folder_is_refused(tmp_path: Path) -> None
         build_key_of("x = 1", paths=[folder])
     with pytest.raises(BuildError, match=r"--path '/proc'"):
         build_key_of("x = 1", paths=["/proc"])
+
+
+def test_a_carried_folder_never_holds_the_hosts_secrets(tmp_path: Path, monkeypatch) -> None:
+    """A build copies its --path folders (and the folder of ``build FILE.py``) where the
+    guest reads them: the folder of the cache's sealing key is refused whether it is the
+    folder, lies under it or is inside it; a dot folder (never carried) is not in the way;
+    folders of code (site-packages) stay allowed."""
+    import sys
+    from wasi_magic.builder import build
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    settings = home / "config" / "wasi-magic"
+    settings.mkdir(parents=True)
+    (settings / "cache.key").write_bytes(b"k" * 32)
+    (settings / "mine.py").write_text("print(1)\n")
+    for given, where in ((settings, "is"), (home, "contains"), (home / "config", "contains")):
+        with pytest.raises(BuildError, match=rf"^--path '{given}': '{given}' {where} the "
+                                             r"wasi-magic settings \(the key that seals"):
+            build_key_of("x = 1", paths=[given])
+    (settings / "inner").mkdir()
+    with pytest.raises(BuildError, match=r"is inside the wasi-magic settings"):
+        build_key_of("x = 1", paths=[settings / "inner"])
+    with pytest.raises(BuildError, match=r"^the folder of 'mine.py': .* is the wasi-magic settings"):
+        build(settings / "mine.py")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # a dot folder: never carried
+    (home / ".config").mkdir()
+    settings.rename(home / ".config" / "wasi-magic")
+    assert build_key_of("x = 1", paths=[home])
+    code = Path(pytest.__file__).parent  # in site-packages, under sys.prefix
+    assert code.is_relative_to(Path(sys.prefix).resolve()) and build_key_of("x = 1", paths=[code])

@@ -193,14 +193,19 @@ def _quick_key() -> str:
 def _resolve_paths(paths: Iterable[str | os.PathLike[str]], cwd: Path) -> tuple[Path, ...]:
     """The ``--path`` folders, each walked as the OS will (no symbolic link followed, as
     for ``--dir``: a guest could have planted one), made absolute."""
-    from .capabilities import host_path
-    resolved = []
-    for item in paths:
-        folder = host_path(os.fspath(item), cwd.resolve(), "--path")
-        if not folder.is_dir():
-            raise BuildError(f"--path {os.fspath(item)!r}: no such folder ({str(folder)!r}).")
-        resolved.append(folder)
-    return tuple(resolved)
+    return tuple(_carried_folder(os.fspath(item), cwd, f"--path {os.fspath(item)!r}")
+                 for item in paths)
+
+
+def _carried_folder(text: str, cwd: Path, what: str) -> Path:
+    """The folder ``text`` names (relative to ``cwd``) that a build carries into its guest:
+    reached without a link, and holding none of the host's secrets."""
+    from .capabilities import check_carried_folder, host_path
+    folder = host_path(text, cwd.resolve(), "--path")
+    if not folder.is_dir():
+        raise BuildError(f"{what}: no such folder ({str(folder)!r}).")
+    check_carried_folder(folder, what, path_tree.carries)
+    return folder
 
 
 def build(
@@ -257,6 +262,7 @@ def _plan(source: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]
     base = Path(cwd) if cwd is not None else Path.cwd()
     name, filename = "cell.wasm", "<cell>"
     extra = list(paths)
+    own: Path | None = None
     if isinstance(source, os.PathLike):
         from .capabilities import host_path  # (no link followed: a guest could have planted it)
         file = host_path(os.fspath(source), base.resolve(), "build")
@@ -264,10 +270,12 @@ def _plan(source: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
             raise BuildError(f"Cannot read {str(file)!r}: {exc.strerror or exc}.") from None
-        extra.insert(0, file.parent)
         name, filename = file.with_suffix(".wasm").name, file.name
         source = text
-    folders = _resolve_paths(extra, base)
+        # (its own folder is importable, as for `python FILE.py`)
+        own = _carried_folder(str(file.parent), base, f"the folder of {file.name!r}")
+    folders = (own,) if own is not None else ()
+    folders += _resolve_paths(extra, base)
     if wit is not None or world is not None:
         if quick:
             raise BuildError("Quick mode builds commands only; a world needs a full build.")

@@ -14,9 +14,9 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from .errors import CapabilityError, UsageError
+from .errors import BuildError, CapabilityError, UsageError
 from .text import check_text
 
 if TYPE_CHECKING:
@@ -146,11 +146,12 @@ def read_guest_file(path: str | os.PathLike[str], *, cwd: str | os.PathLike[str]
 
 
 def protected_folders() -> dict[Path, str]:
-    """Folders no grant may cover or reach into: whoever writes there runs code on the host."""
-    return {Path(folder): why for folder, _, why in _protected_now()}
+    """Folders no grant may cover or reach into: whoever writes there runs code on the host,
+    or reads what the host keeps secret."""
+    return {Path(folder): why for folder, _, why, _ in _protected_now()}
 
 
-def _protected_now() -> tuple[tuple[str, str, str], ...]:
+def _protected_now() -> tuple[tuple[str, str, str, bool], ...]:
     """:func:`_protected` for the environment as it is now."""
     # Keyed by the environment's raw bytes: decoding every variable (os.environ.items())
     # cost ~15 µs a grant, many times what the lookup saves otherwise.
@@ -160,9 +161,10 @@ def _protected_now() -> tuple[tuple[str, str, str], ...]:
 
 
 @functools.lru_cache(maxsize=4)
-def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[str, str, str], ...]:
+def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[str, str, str, bool], ...]:
     """:func:`protected_folders` for this environment, resolved as the OS resolves them:
-    ``(folder, folder + separator, why)``.
+    ``(folder, folder + separator, why, secret)``; ``secret``: no guest may even read it
+    (a ``--path`` folder, which a build copies where its guest reads it, must not carry it).
 
     Remembered per environment (where they are depends only on it): finding and resolving
     them costs ~0.3 ms, on every grant of every cell otherwise. No guest can change what
@@ -172,27 +174,36 @@ def _protected(environment: frozenset[tuple[Any, Any]]) -> tuple[tuple[str, str,
     from .cache import cache_dir, key_path
     ipython = Path(os.environ.get("IPYTHONDIR") or Path.home() / ".ipython")
     import site
-    found = {
+    code = {
         cache_dir(): "the wasi-magic cache (compiled code the sandbox loads)",
-        key_path().parent: "the wasi-magic settings (the key that seals the cache)",
         Path(__file__).resolve().parent: "the installed wasi_magic package",
-        ipython: "the IPython profile directory (startup code the kernel runs)",
         Path(sys.prefix): "the Python environment the kernel runs from",
         Path(site.getusersitepackages()): "your user site-packages (code Python imports)",
+    }
+    secret = {
+        key_path().parent: "the wasi-magic settings (the key that seals the cache)",
+        ipython: "the IPython profile directory (startup code the kernel runs, your history)",
         # The host's processes (their memory and environment), devices and kernel settings.
         Path("/proc"): "the host's running processes (/proc)",
         Path("/sys"): "the host kernel's settings (/sys)",
         Path("/dev"): "the host's devices (/dev)",
     }
     try:
-        from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir
+        from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir, jupyter_runtime_dir
     except ImportError:  # pragma: no cover - Jupyter is not installed
         pass
     else:
-        found[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
-        found[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
-    resolved = ((os.path.realpath(folder), why) for folder, why in found.items())
-    return tuple((real, _inside(real), why) for real, why in resolved)
+        secret[Path(jupyter_config_dir())] = "Jupyter's settings (code Jupyter runs)"
+        secret[Path(jupyter_data_dir())] = "Jupyter's kernel specs (commands Jupyter runs)"
+        secret[Path(jupyter_runtime_dir())] = ("Jupyter's runtime files (the keys of running "
+                                               "kernels)")
+    found = [(folder, why, False) for folder, why in code.items()]
+    found += [(folder, why, True) for folder, why in secret.items()]
+    resolved = ((os.path.realpath(folder), why, hidden) for folder, why, hidden in found)
+    # The deepest first: a message names the most specific folder (Jupyter's runtime files
+    # lie inside its data folder).
+    return tuple(sorted(((real, _inside(real), why, hidden) for real, why, hidden in resolved),
+                        key=lambda entry: -len(entry[0])))
 
 
 def _inside(folder: str) -> str:
@@ -202,17 +213,41 @@ def _inside(folder: str) -> str:
 
 def _check_not_protected(real: str, spec: str) -> None:
     """``real`` (a grant's host folder, resolved) must not be, hold or lie inside a
-    folder whose contents decide what the host runs."""
+    folder whose contents decide what the host runs, or that it keeps secret."""
     real_inside = _inside(real)
-    for folder, folder_inside, why in _protected_now():
+    for folder, folder_inside, why, _ in _protected_now():
         # (string tests, not pathlib: this runs for every grant of every cell)
         within = real == folder or real.startswith(folder_inside)
         if within or folder.startswith(real_inside):
             where = "is" if real == folder else "is inside" if within else "contains"
             raise CapabilityError(
                 f"--dir {spec!r}: {real!r} {where} {why} ({folder!r}); a guest with "
-                f"this grant could change what the host runs. Grant a subfolder that holds "
-                f"only the guest's data, e.g. --dir data::/data.")
+                f"this grant could change what the host runs or read its secrets. Grant a "
+                f"subfolder that holds only the guest's data, e.g. --dir data::/data.")
+
+
+def check_carried_folder(folder: Path, what: str, carried: Callable[[str], bool]) -> None:
+    """A folder a build carries into its guest (``--path``) must not be, lie inside, or
+    carry a folder the host keeps secret (the cache's sealing key, the keys of running
+    kernels, IPython's history, ``/proc`` …). ``what`` names it in the message
+    (``--path 'lib'``); ``carried(relative)``: whether the build would carry the folder
+    at that path inside it (dot folders are never carried). Folders of code the guest
+    may import (site-packages) are not secret."""
+    real = os.path.realpath(folder)
+    real_inside = _inside(real)
+    for secret, secret_inside, why, hidden in _protected_now():
+        if not hidden:
+            continue
+        if real == secret or real.startswith(secret_inside):
+            where = "is" if real == secret else "is inside"
+        elif secret.startswith(real_inside) and carried(os.path.relpath(secret, real)):
+            where = "contains"
+        else:
+            continue
+        raise BuildError(
+            f"{what}: {real!r} {where} {why} ({secret!r}); a build copies the folder where "
+            f"its guest can read every file. Give a folder that holds only the modules the "
+            f"cell imports.")
 
 
 @functools.lru_cache(maxsize=4)

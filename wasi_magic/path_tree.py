@@ -46,6 +46,12 @@ def _skipped(name: str, is_dir: bool) -> bool:
     return name == "__pycache__" if is_dir else name.endswith((".pyc", ".pyo"))
 
 
+def carries(relative: str) -> bool:
+    """Whether a walk of a folder reaches the folder at ``relative`` inside it (no dot
+    folder or ``__pycache__`` on the way)."""
+    return not any(_skipped(part, True) for part in Path(relative).parts)
+
+
 def walk(folder: Path, visit: FileVisitor, enter: Callable[[str], None] | None = None) -> None:
     """Call ``visit`` for every regular file under ``folder``, in sorted order, with the
     file open; ``enter`` for every folder. Raises :class:`BuildError` naming a symbolic
