@@ -82,7 +82,7 @@ def test_a_planted_link_in_a_path_folder_is_never_copied_into_a_build(kernel, tr
     plant(kernel, tree, target, "planted")
     line = refused(kernel, f"%%wasi -q --path {tree / 'rw'}\nimport mine\nprint(mine.VALUE)\n",
                    f"'planted' is a symbolic link to {target!r}",
-                   "does not follow links in --path folders")
+                   "does not follow links in the folders a build carries")
     assert "Traceback" not in line
     os.remove(tree / "rw" / "planted")  # (the planted link is the only change to the tree)
     assert digest_tree(tree) == before

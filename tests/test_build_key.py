@@ -97,8 +97,8 @@ def test_a_tree_too_large_for_a_module_folder_is_refused(tmp_path: Path) -> None
         sparse.truncate(MAX_BYTES + 1)
     with pytest.raises(BuildError, match=r"holds more than [\d,]+ files or \d+ MiB \(at 'big.bin'\)"):
         build_key_of("x = 1", paths=[folder])
-    with pytest.raises(BuildError, match=r"--path '/proc'"):
-        build_key_of("x = 1", paths=["/proc"])
+    with pytest.raises(BuildError, match=r"^--path '/proc': '/proc' is the host's running"):
+        build_key_of("x = 1", paths=["/proc"])  # (before its size is even looked at)
 
 
 def test_a_carried_folder_never_holds_the_hosts_secrets(tmp_path: Path, monkeypatch) -> None:
@@ -129,3 +129,20 @@ def test_a_carried_folder_never_holds_the_hosts_secrets(tmp_path: Path, monkeypa
     assert build_key_of("x = 1", paths=[home])
     code = Path(pytest.__file__).parent  # in site-packages, under sys.prefix
     assert code.is_relative_to(Path(sys.prefix).resolve()) and build_key_of("x = 1", paths=[code])
+
+
+def test_the_folder_of_a_built_file_is_named_as_such(tmp_path: Path) -> None:
+    """``build FILE.py`` carries the file's folder: a problem there names that folder, not a
+    ``--path`` the student never gave; a ``--path`` folder after it is named as given."""
+    from wasi_magic.builder import build
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text("print(1)\n")
+    (project / "up").symlink_to("..")
+    with pytest.raises(BuildError, match=r"^the folder of 'app.py': 'up' is a symbolic link"):
+        build(project / "app.py")
+    (project / "up").unlink()
+    mods = _folder(tmp_path)
+    os.mkfifo(mods / "pipe")
+    with pytest.raises(BuildError, match=rf"^--path '{mods}': 'pipe' is not a regular file"):
+        build_key_of(project / "app.py", paths=[mods])

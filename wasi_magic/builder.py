@@ -178,9 +178,7 @@ def build_key(source: str, paths: Sequence[Path] = (), filename: str = "<cell>",
             digest.update(part.encode() + b"\0\0")
     for part in (filename, source):
         digest.update(part.encode() + b"\0\0")
-    for folder in paths:
-        digest.update(str(folder).encode() + b"\0")
-        path_tree.hash_tree(digest, folder)
+    _hash_folders(digest, paths, filename)
     return digest.hexdigest()[:32]
 
 
@@ -533,6 +531,18 @@ def _explain_failure(log: str, generated: guest.GuestSource) -> BuildError:
 # --- typed worlds ------------------------------------------------------------------------
 
 
+def _folder_label(index: int, filename: str) -> str | None:
+    """How messages name the ``index``-th folder a build carries: a build of ``FILE.py``
+    carries the file's own folder first (see :func:`_plan`); ``--path`` folders follow."""
+    return f"the folder of {filename!r}" if index == 0 and filename != "<cell>" else None
+
+
+def _hash_folders(digest: "hashlib._Hash", paths: Sequence[Path], filename: str) -> None:
+    for index, folder in enumerate(paths):
+        digest.update(str(folder).encode() + b"\0")
+        path_tree.hash_tree(digest, folder, _folder_label(index, filename))
+
+
 def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
                     paths: Sequence[Path] = (), filename: str = "<cell>") -> str:
     """The cache key of a world build: the source, the WIT's content, the world name and the rest."""
@@ -552,9 +562,7 @@ def world_build_key(source: str, wit: worlds.WitSource, world: str | None,
         source,
     ):
         digest.update(part.encode() + b"\0\0")
-    for folder in paths:
-        digest.update(str(folder).encode() + b"\0")
-        path_tree.hash_tree(digest, folder)
+    _hash_folders(digest, paths, filename)
     return digest.hexdigest()[:32]
 
 
