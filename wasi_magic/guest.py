@@ -83,12 +83,12 @@ def cell_imports(source: str, filename: str = "<cell>") -> list[ImportRef]:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
         if sys.version_info[:2] >= GUEST_PYTHON:
-            raise syntax_error(exc.msg, exc.lineno, exc.offset, exc.text) from None
+            raise _syntax_error(exc.msg, exc.lineno, exc.offset, exc.text) from None
         return list(_guest_imports(source, filename))
     return find_imports(tree)
 
 
-def syntax_error(message: str, line: int | None, offset: int | None,
+def _syntax_error(message: str, line: int | None, offset: int | None,
                  text: str | None) -> BuildError:
     """The error for a cell that is not valid Python: its line, and a caret under the spot."""
     where = f"line {line}" if line else "the cell"
@@ -112,7 +112,7 @@ def _guest_imports(source: str, filename: str) -> tuple[ImportRef, ...]:
                + f"\n\n_answer = scan({source!r}, {filename!r})\n")
     reply = _parse_scan(ask_sandbox(program, "_answer"))
     if "syntax" in reply:
-        raise syntax_error(*reply["syntax"])
+        raise _syntax_error(*reply["syntax"])
     return tuple(ImportRef(name, line, required) for name, line, required in reply["imports"])
 
 
