@@ -136,9 +136,8 @@ def _warm_up() -> None:
     ``random.seed()``) and what :meth:`Run.run` does are run here, so that the snapshot
     holds them learnt. Nothing of it is left behind: each run sets all of it anew.
     """
-    import io
     import random
-    sink = io.StringIO()
+    sink = _warm_stdout()
     main = sys.modules.get("__main__")
     for _ in range(3):
         os.environ["WASI_MAGIC_WARM"] = "1"
@@ -154,6 +153,21 @@ def _warm_up() -> None:
     linecache.cache.pop(_cell.FILENAME, None)
     if main is not None:
         sys.modules["__main__"] = main
+    sink.close()
+
+
+def _warm_stdout():
+    """A stream built as the guest's ``sys.stdout`` is (see ``install_whole_writes``), over
+    a scratch file in this module's folder, which exists only while the snapshot is
+    taken; a :class:`io.StringIO` if that folder cannot be written."""
+    import io
+    try:
+        raw = io.FileIO(os.path.join(os.path.dirname(__file__), ".warm-up"), "w")
+    except OSError:
+        return io.StringIO()
+    whole = _guest.WholeWrites(raw)
+    return io.TextIOWrapper(io.BufferedWriter(whole), encoding=sys.stdout.encoding,
+                            errors=sys.stdout.errors, line_buffering=True)
 
 
 if _cell.QUICK:
