@@ -144,6 +144,18 @@ def test_a_planted_link_does_not_redirect_an_output_file(kernel, tree: Path) -> 
     alive(kernel)
 
 
+@pytest.mark.parametrize("target", ["fifo", "/dev/null"])
+def test_an_output_file_onto_a_fifo_or_device_is_refused_not_waited_on(
+        kernel, tree: Path, target: str) -> None:
+    """``-o`` opened a FIFO for writing and waited for a reader: the kernel hung."""
+    os.mkfifo(tree / "rw" / "fifo")
+    path = tree / "rw" / target if target == "fifo" else Path(target)
+    before = digest_tree(tree)
+    refused(kernel, f"%%wasi -q --p1 -o {path}\n(module)\n", "-o", "is not a regular file")
+    assert digest_tree(tree) == before
+    alive(kernel)
+
+
 @pytest.mark.parametrize("write", ["/x//b/f.txt", "/x/./b/f.txt", "/x/b/f.txt"])
 def test_nested_grants_of_different_modes_are_refused(kernel, tree: Path, write: str) -> None:
     (tree / "rw" / "b").mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,21 @@ def test_protected_folders_follow_the_environment(tmp_path: Path, monkeypatch) -
 def test_a_name_the_os_refuses_is_a_clear_error(make) -> None:
     with pytest.raises(CapabilityError, match="File name too long"):
         make("n" * 300)
+
+
+def test_an_output_file_is_a_regular_file_or_nothing_yet(tmp_path: Path) -> None:
+    """``-o`` onto a FIFO waited for a reader forever (the kernel hung); onto a device it
+    wrote to the device. Both are refused, at once; a regular file is replaced whole."""
+    from wasi_magic.capabilities import write_host_file
+    os.mkfifo(tmp_path / "fifo.wasm")
+    for target in (tmp_path / "fifo.wasm", Path("/dev/null"), tmp_path):
+        with pytest.raises(CapabilityError, match=r"^-o .* is not a regular file"):
+            write_host_file(str(target), b"data")
+    (tmp_path / "old.wasm").write_bytes(b"x" * 100)
+    write_host_file(str(tmp_path / "old.wasm"), b"new")
+    assert (tmp_path / "old.wasm").read_bytes() == b"new"
+    write_host_file(str(tmp_path / "fresh.wasm"), b"fresh")
+    assert (tmp_path / "fresh.wasm").read_bytes() == b"fresh"
 
 
 def test_an_output_file_in_a_folder_the_os_refuses(tmp_path: Path) -> None:

@@ -103,12 +103,25 @@ def write_host_file(text: str, data: bytes | Path, cwd: Path | None = None,
     if mode is None or not stat.S_ISDIR(mode):
         raise CapabilityError(f"{flag} {text!r}: the folder {str(target.parent)!r} does not exist.")
     payload = data if isinstance(data, bytes) else Path(data).read_bytes()
+    not_a_file = CapabilityError(
+        f"{flag} {text!r}: {str(target)!r} is not a regular file (a FIFO, a device or a "
+        f"folder): writing there could wait forever or reach a device. Give a file name.")
+    mode = _mode(target, f"{flag} {text!r}: cannot write {str(target)!r}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise not_a_file
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        # O_NONBLOCK: a FIFO swapped in meanwhile fails at once instead of waiting for a reader.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise not_a_file from None
         raise CapabilityError(f"{flag} {text!r}: cannot write {str(target)!r}: "
                               f"{exc.strerror or exc}.") from None
     with os.fdopen(fd, "wb") as out:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_a_file
+        os.set_blocking(fd, True)
+        out.truncate(0)  # (only now that it is known to be a regular file)
         out.write(payload)
     return target
 
