@@ -141,3 +141,29 @@ def test_back_to_back_runs_free_their_slots(worker: Sandbox, runner) -> None:
     assert [(r.status, r.trap, r.stdout) for r in results] == [(0, None, f"{40 << 20} False\n")] * 40
     assert {r.steps.get("instance") for r in results[1:]} <= {"made ahead", None}
     assert worker.pid == pid  # one worker throughout: never restarted
+
+
+def _resident_images(pid: int) -> list[int]:
+    """The resident sizes (KiB) of the worker's writable mappings of compiled components
+    that hold more than 8 MiB: memory slots of the pool that keep a snapshot resident."""
+    sizes, current = [], None
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+                current = fields[1] == "rw-p" and fields[-1].endswith(".cwasm")
+            elif current and fields[0] == "Rss:" and int(fields[1]) > 8 << 10:
+                sizes.append(int(fields[1]))
+    return sizes
+
+
+def test_runs_of_a_component_reuse_one_resident_slot(worker: Sandbox, runner) -> None:
+    """The pool keeps each memory slot a component used resident (so that its next run
+    takes no page faults). The instance made ahead takes the slot the last run freed, so a
+    student's runs of the quick-mode runner keep one slot (~23 MiB), not one more per run
+    in flight (they alternated between two, and a third now and then)."""
+    for n in range(6):
+        assert run(worker, runner, f"print({n})").stdout == f"{n}\n"
+        worker.request(("ping",))  # (served after the worker's work between requests)
+    resident = _resident_images(worker.pid)
+    assert len(resident) == 1, resident
